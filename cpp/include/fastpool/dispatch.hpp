@@ -1,0 +1,47 @@
+// Run-time SIMD dispatch: one kernel table per compiled ISA, the best supported
+// one chosen once at start-up (or forced lower by FASTPOOL_SIMD / set_isa).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fastpool/geometry.hpp"
+
+namespace fastpool {
+
+enum class Isa : int { scalar = 0, neon = 1, avx2 = 2, avx512 = 3 };
+
+template <class T>
+struct PoolKernels {
+  void (*max_forward)(const T*, T*, std::int64_t*, const PoolGeometry&, int);
+  index_t (*max_backward)(const T*, const T*, const std::int64_t*, T*, const PoolGeometry&, int);
+  void (*avg_forward)(const T*, T*, const PoolGeometry&, const AvgOptions&, int);
+  void (*avg_backward)(const T*, T*, const PoolGeometry&, const AvgOptions&, int);
+};
+
+struct KernelTable {
+  PoolKernels<float> f32;
+  PoolKernels<double> f64;
+};
+
+const char* isa_name(Isa isa);
+/// Throws std::invalid_argument naming the valid choices.
+Isa parse_isa(const std::string& name);
+/// Compiled into this build, worst first.
+std::vector<Isa> compiled_isas();
+/// Compiled and supported by this CPU and OS, worst first.
+std::vector<Isa> available_isas();
+Isa active_isa();
+/// Throws std::invalid_argument if isa is not available.
+void set_isa(Isa isa);
+const KernelTable& kernel_table();
+
+/// Kernel table of one ISA (tests compare paths directly). Throws if unavailable.
+const KernelTable& kernel_table(Isa isa);
+
+bool have_openmp();
+/// OMP_NUM_THREADS or the CPUs available to this process.
+int default_num_threads();
+
+}  // namespace fastpool

@@ -1,0 +1,192 @@
+#include "fastpool/dispatch.hpp"
+#include "fastpool/ops.hpp"
+
+#include <atomic>
+#include <stdexcept>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <cpuid.h>
+#define FASTPOOL_X86 1
+#endif
+
+namespace fastpool {
+
+// Each ISA translation unit fills its table (see src/isa/*.cpp).
+namespace scalar { void fill_table(KernelTable& t); }
+#ifdef FASTPOOL_HAVE_AVX2
+namespace avx2 { void fill_table(KernelTable& t); }
+#endif
+#ifdef FASTPOOL_HAVE_AVX512
+namespace avx512 { void fill_table(KernelTable& t); }
+#endif
+#ifdef FASTPOOL_HAVE_NEON
+namespace neon { void fill_table(KernelTable& t); }
+#endif
+
+namespace {
+
+#ifdef FASTPOOL_X86
+struct CpuFeatures {
+  bool avx2 = false;
+  bool avx512 = false;
+};
+
+// cpuid says what the CPU has; xgetbv says whether the OS saves the YMM/ZMM state.
+CpuFeatures detect_x86() {
+  CpuFeatures f;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool osxsave = c & (1u << 27), fma = c & (1u << 12), avx = c & (1u << 28);
+  if (!osxsave || !avx) return f;
+  unsigned xlo, xhi;
+  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+  (void)xhi;
+  const bool ymm = (xlo & 0x6) == 0x6, zmm = (xlo & 0xe6) == 0xe6;
+  if (__get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx2 = b & (1u << 5), f512 = b & (1u << 16), dq = b & (1u << 17),
+             cd = b & (1u << 28), bw = b & (1u << 30), vl = b & (1u << 31);
+  f.avx2 = ymm && avx2 && fma;
+  f.avx512 = f.avx2 && zmm && f512 && dq && cd && bw && vl;
+  return f;
+}
+#endif
+
+struct Registry {
+  KernelTable tables[4];
+  bool available[4] = {false, false, false, false};
+  bool compiled[4] = {false, false, false, false};
+  std::atomic<int> active{0};
+
+  Registry() {
+    scalar::fill_table(tables[int(Isa::scalar)]);
+    compiled[int(Isa::scalar)] = available[int(Isa::scalar)] = true;
+#ifdef FASTPOOL_X86
+    const CpuFeatures f = detect_x86();
+#endif
+#ifdef FASTPOOL_HAVE_AVX2
+    avx2::fill_table(tables[int(Isa::avx2)]);
+    compiled[int(Isa::avx2)] = true;
+    available[int(Isa::avx2)] = f.avx2;
+#endif
+#ifdef FASTPOOL_HAVE_AVX512
+    avx512::fill_table(tables[int(Isa::avx512)]);
+    compiled[int(Isa::avx512)] = true;
+    available[int(Isa::avx512)] = f.avx512;
+#endif
+#ifdef FASTPOOL_HAVE_NEON
+    neon::fill_table(tables[int(Isa::neon)]);
+    compiled[int(Isa::neon)] = available[int(Isa::neon)] = true;  // baseline on arm64
+#endif
+    for (int i = 0; i < 4; ++i)
+      if (available[i]) active = i;
+  }
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+const Isa kOrder[] = {Isa::scalar, Isa::neon, Isa::avx2, Isa::avx512};
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::neon: return "neon";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+  }
+  return "unknown";
+}
+
+Isa parse_isa(const std::string& name) {
+  for (Isa i : kOrder)
+    if (name == isa_name(i)) return i;
+  throw std::invalid_argument("unknown SIMD path '" + name +
+                              "': expected one of scalar, avx2, avx512, neon, best");
+}
+
+std::vector<Isa> compiled_isas() {
+  std::vector<Isa> v;
+  for (Isa i : kOrder)
+    if (registry().compiled[int(i)]) v.push_back(i);
+  return v;
+}
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> v;
+  for (Isa i : kOrder)
+    if (registry().available[int(i)]) v.push_back(i);
+  return v;
+}
+
+Isa active_isa() { return Isa(registry().active.load()); }
+
+void set_isa(Isa isa) {
+  Registry& r = registry();
+  if (!r.available[int(isa)]) {
+    std::string avail;
+    for (Isa i : available_isas()) avail += std::string(avail.empty() ? "" : ", ") + isa_name(i);
+    throw std::invalid_argument(std::string("SIMD path '") + isa_name(isa) + "' is not " +
+                                (r.compiled[int(isa)] ? "supported by this CPU" : "compiled in") +
+                                "; available: " + avail);
+  }
+  r.active = int(isa);
+}
+
+const KernelTable& kernel_table() { return registry().tables[registry().active.load()]; }
+
+const KernelTable& kernel_table(Isa isa) {
+  if (!registry().available[int(isa)]) set_isa(isa);  // throws with the message
+  return registry().tables[int(isa)];
+}
+
+// ------------------------------------------------------------------ public ops
+namespace {
+template <class T> const PoolKernels<T>& ops();
+template <> const PoolKernels<float>& ops<float>() { return kernel_table().f32; }
+template <> const PoolKernels<double>& ops<double>() { return kernel_table().f64; }
+}  // namespace
+
+template <class T>
+void max_pool_forward(const T* x, T* y, std::int64_t* indices, const PoolGeometry& g, int threads) {
+  check_geometry(g);
+  ops<T>().max_forward(x, y, indices, g, threads);
+}
+
+template <class T>
+index_t max_pool_backward(const T* gy, const T* x, const std::int64_t* indices, T* gx,
+                          const PoolGeometry& g, int threads) {
+  check_geometry(g);
+  if (!x && !indices) throw std::invalid_argument("max_pool_backward needs x or indices");
+  return ops<T>().max_backward(gy, x, indices, gx, g, threads);
+}
+
+template <class T>
+void avg_pool_forward(const T* x, T* y, const PoolGeometry& g, const AvgOptions& o, int threads) {
+  check_geometry(g);
+  if (o.divisor_override < 0) throw std::invalid_argument("divisor_override must be >= 1");
+  ops<T>().avg_forward(x, y, g, o, threads);
+}
+
+template <class T>
+void avg_pool_backward(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions& o, int threads) {
+  check_geometry(g);
+  if (o.divisor_override < 0) throw std::invalid_argument("divisor_override must be >= 1");
+  ops<T>().avg_backward(gy, gx, g, o, threads);
+}
+
+#define FASTPOOL_INSTANTIATE(T)                                                                 \
+  template void max_pool_forward<T>(const T*, T*, std::int64_t*, const PoolGeometry&, int);     \
+  template index_t max_pool_backward<T>(const T*, const T*, const std::int64_t*, T*,             \
+                                        const PoolGeometry&, int);                              \
+  template void avg_pool_forward<T>(const T*, T*, const PoolGeometry&, const AvgOptions&, int); \
+  template void avg_pool_backward<T>(const T*, T*, const PoolGeometry&, const AvgOptions&, int);
+FASTPOOL_INSTANTIATE(float)
+FASTPOOL_INSTANTIATE(double)
+#undef FASTPOOL_INSTANTIATE
+
+}  // namespace fastpool

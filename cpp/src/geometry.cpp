@@ -1,0 +1,125 @@
+#include "fastpool/geometry.hpp"
+
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace fastpool {
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+index_t floor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+index_t ceil_div(index_t a, index_t b) { return -floor_div(-a, b); }
+
+constexpr index_t kHuge = index_t(1) << 40;
+
+index_t checked_mul(index_t a, index_t b, const char* what) {
+  if (a != 0 && b > std::numeric_limits<index_t>::max() / a)
+    fail(std::string(what) + " overflows int64");
+  return a * b;
+}
+
+}  // namespace
+
+void AxisGeometry::taps_inside(index_t o, index_t lo, index_t hi, index_t& first,
+                               index_t& last) const {
+  const index_t s = start(o);
+  // smallest j with s + j*d >= lo, and one past the largest j with s + j*d < hi
+  first = s >= lo ? 0 : ceil_div(lo - s, dilation);
+  last = s >= hi ? 0 : floor_div(hi - 1 - s, dilation) + 1;
+  if (first > kernel) first = kernel;
+  if (last > kernel) last = kernel;
+  if (last < first) last = first;
+}
+
+AxisGeometry make_axis(index_t in, index_t kernel, index_t stride, index_t dilation,
+                       index_t pad_before, index_t pad_after, bool ceil_mode) {
+  if (in < 1) fail("input size must be >= 1, got " + std::to_string(in));
+  if (kernel < 1 || kernel > kHuge) fail("kernel_size must be in [1, 2**40], got " + std::to_string(kernel));
+  if (stride < 1 || stride > kHuge) fail("stride must be in [1, 2**40], got " + std::to_string(stride));
+  if (dilation < 1 || dilation > kHuge) fail("dilation must be in [1, 2**40], got " + std::to_string(dilation));
+  if (pad_before < 0 || pad_after < 0 || pad_before > kHuge || pad_after > kHuge)
+    fail("padding must be in [0, 2**40], got (" + std::to_string(pad_before) + ", " +
+         std::to_string(pad_after) + ")");
+  AxisGeometry a;
+  a.in = in;
+  a.kernel = kernel;
+  a.stride = stride;
+  a.dilation = dilation;
+  a.pad_before = pad_before;
+  a.pad_after = pad_after;
+  a.ceil_mode = ceil_mode;
+  const index_t span = dilation * (kernel - 1) + 1;
+  const index_t room = in + pad_before + pad_after - span;
+  if (room < 0)
+    fail("kernel_size " + std::to_string(kernel) + " with dilation " + std::to_string(dilation) +
+         " (span " + std::to_string(span) + ") exceeds the padded input size " +
+         std::to_string(in + pad_before + pad_after));
+  index_t out = (ceil_mode ? ceil_div(room, stride) : room / stride) + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad_before) --out;
+  a.out = out;
+  // Every window must read at least one real element. Windows move monotonically,
+  // so the two end windows decide it, unless dilation exceeds the input size and a
+  // window can straddle the whole input between two taps: then check each window.
+  auto check = [&](index_t o) {
+    index_t f, l;
+    a.valid_taps(o, f, l);
+    if (f >= l)
+      fail("window " + std::to_string(o) + " lies entirely in the padding (input size " +
+           std::to_string(in) + ", kernel_size " + std::to_string(kernel) + ", stride " +
+           std::to_string(stride) + ", dilation " + std::to_string(dilation) + ", padding (" +
+           std::to_string(pad_before) + ", " + std::to_string(pad_after) + "))");
+  };
+  check(0);
+  check(out - 1);
+  if (dilation > in) {
+    if (out > (index_t(1) << 24)) fail("output size " + std::to_string(out) + " too large");
+    for (index_t o = 1; o + 1 < out; ++o) check(o);
+  }
+  return a;
+}
+
+void same_padding(index_t in, index_t kernel, index_t stride, index_t dilation, bool lower,
+                  index_t& pad_before, index_t& pad_after) {
+  if (in < 1) fail("input size must be >= 1, got " + std::to_string(in));
+  if (kernel < 1 || kernel > kHuge) fail("kernel_size must be in [1, 2**40], got " + std::to_string(kernel));
+  if (stride < 1 || stride > kHuge) fail("stride must be in [1, 2**40], got " + std::to_string(stride));
+  if (dilation < 1 || dilation > kHuge) fail("dilation must be in [1, 2**40], got " + std::to_string(dilation));
+  const index_t out = ceil_div(in, stride);
+  index_t total = (out - 1) * stride + dilation * (kernel - 1) + 1 - in;
+  if (total < 0) total = 0;
+  pad_before = lower ? total - total / 2 : total / 2;
+  pad_after = total - pad_before;
+}
+
+void check_geometry(const PoolGeometry& g) {
+  if (g.batch < 1) fail("batch size must be >= 1, got " + std::to_string(g.batch));
+  if (g.channels < 1) fail("channel count must be >= 1, got " + std::to_string(g.channels));
+  index_t in = checked_mul(g.batch, g.channels, "input size");
+  index_t out = in;
+  index_t kv = 1;
+  for (const AxisGeometry& a : g.axis) {
+    if (a.in < 1 || a.out < 1 || a.kernel < 1 || a.stride < 1 || a.dilation < 1 ||
+        a.pad_before < 0 || a.pad_after < 0)
+      fail("invalid axis geometry");
+    in = checked_mul(in, a.in, "input size");
+    out = checked_mul(out, a.out, "output size");
+    kv = checked_mul(kv, a.kernel, "kernel volume");
+  }
+  // Window taps are tracked in the floating-point type of the data; 2**24 keeps
+  // them exact in float32.
+  if (kv > (index_t(1) << 24))
+    fail("kernel volume " + std::to_string(kv) + " exceeds 2**24 elements");
+}
+
+index_t avg_axis_count(const AxisGeometry& a, index_t o, bool count_include_pad) {
+  index_t f, l;
+  if (count_include_pad)
+    a.taps_inside(o, -a.pad_before, a.in + a.pad_after, f, l);
+  else
+    a.valid_taps(o, f, l);
+  return l - f;
+}
+
+}  // namespace fastpool

@@ -1,0 +1,284 @@
+// Average pooling, forward and backward, both layouts, written once over a vector
+// type. Sums run in window order (depth, height, width) on every path and without
+// FMA contraction, so all SIMD paths and thread counts agree bitwise.
+// Included inside an ISA namespace after max_pool-inl.hpp (shares its helpers).
+
+// Per-axis divisor counts, computed once per call.
+struct Divisors {
+  index_t* count[3];
+  index_t override_value;
+
+  index_t at(index_t od, index_t oh, index_t ow) const {
+    return override_value > 0 ? override_value : count[0][od] * count[1][oh] * count[2][ow];
+  }
+};
+
+inline Divisors make_divisors(Scratch& mem, const PoolGeometry& g, const AvgOptions& opt) {
+  Divisors d;
+  d.override_value = opt.divisor_override;
+  for (int i = 0; i < 3; ++i) {
+    d.count[i] = mem.take<index_t>(g.axis[i].out);
+    for (index_t o = 0; o < g.axis[i].out; ++o) d.count[i][o] = avg_axis_count(g.axis[i], o, opt.count_include_pad);
+  }
+  return d;
+}
+
+inline std::size_t divisor_bytes(const PoolGeometry& g) {
+  return Scratch::bytes<index_t>(g.axis[0].out) + Scratch::bytes<index_t>(g.axis[1].out) +
+         Scratch::bytes<index_t>(g.axis[2].out);
+}
+
+// Divides n values by their divisors, both stored contiguously.
+template <class T>
+inline void divide(T* y, const T* div, index_t n) {
+  using V = Vec<T>;
+  index_t i = 0;
+  for (; i + V::N <= n; i += V::N) V::store(y + i, V::div(V::load(y + i), V::load(div + i)));
+  for (; i < n; ++i) y[i] = y[i] / div[i];
+}
+
+// ---------------------------------------------------------------- channels first
+
+template <class T>
+struct SumRowOp {
+  using V = Vec<T>;
+  const AxisGeometry& aw;
+  index_t lo, hi;
+
+  explicit SumRowOp(const AxisGeometry& a) : aw(a) { steady_range(a, strided_overread(a.stride), lo, hi); }
+
+  T window(const T* row, index_t o) const {
+    index_t f, l;
+    aw.valid_taps(o, f, l);
+    const T* p = row + aw.start(o);
+    T sum = p[f * aw.dilation];
+    for (index_t j = f + 1; j < l; ++j) sum = sum + p[j * aw.dilation];
+    return sum;
+  }
+
+  void hpass(const T* row, index_t c0, index_t c1, T* val, T*) const {
+    const index_t s = aw.stride, d = aw.dilation, k = aw.kernel;
+    const index_t a = imin(imax(lo, c0), c1), b = imin(imax(hi, a), c1);
+    index_t o = c0;
+    for (; o < a; ++o) val[o - c0] = window(row, o);
+    for (; o + V::N <= b; o += V::N) {
+      const T* p = row + aw.start(o);
+      V sum = V::load_strided(p, s);
+      for (index_t j = 1; j < k; ++j) sum = V::add(sum, V::load_strided(p + j * d, s));
+      V::store(val + (o - c0), sum);
+    }
+    for (; o < c1; ++o) val[o - c0] = window(row, o);
+  }
+
+  void start(T*, index_t) const {}
+
+  void fold(T* av, T*, T*, const T* hv, const T*, index_t, index_t n) const {
+    index_t i = 0;
+    for (; i + V::N <= n; i += V::N) V::store(av + i, V::add(V::load(av + i), V::load(hv + i)));
+    for (; i < n; ++i) av[i] = av[i] + hv[i];
+  }
+};
+
+template <class T>
+bool avg_forward_cf(const T* x, T* y, const PoolGeometry& g, const AvgOptions& opt, int threads) {
+  const AxisGeometry& aw = g.axis[2];
+  const SumRowOp<T> op(aw);
+  const RowPlan<T> plan(g);
+  Scratch shared(divisor_bytes(g));
+  if (!shared.ok()) return false;
+  const Divisors dv = make_divisors(shared, g, opt);
+  const index_t in_plane = g.in_plane(), out_plane = g.out_plane(), ow_n = aw.out, oh_n = g.axis[1].out;
+  return for_each_row_cf<T>(
+      g, plan, false, threads, g.in_size() + g.out_size(),
+      [&](RowScratch<T>& s, index_t plane, index_t od, index_t oh, index_t c0, index_t c1) {
+        const index_t n = window_rows(g, od, oh, s.rows);
+        T* yr = y + plane * out_plane + (od * oh_n + oh) * ow_n + c0;
+        reduce_rows(op, x + plane * in_plane, aw.in, s.rows, n, c0, c1, s, plan.cached, yr);
+        for (index_t o = c0; o < c1; ++o) s.acc_tap[o - c0] = T(dv.at(od, oh, o));
+        divide(yr, s.acc_tap, c1 - c0);
+      });
+}
+
+// Backward: whole planes per thread, output rows in order. Each output row's
+// scaled gradient is spread along W once (into a row buffer), then added to every
+// input row of its window; rows are zeroed just before first use.
+template <class T>
+bool avg_backward_cf(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions& opt, int threads) {
+  using V = Vec<T>;
+  const AxisGeometry& aw = g.axis[2];
+  Scratch shared(divisor_bytes(g));
+  if (!shared.ok()) return false;
+  const Divisors dv = make_divisors(shared, g, opt);
+  const index_t planes = g.batch * g.channels, in_plane = g.in_plane(), out_plane = g.out_plane();
+  const index_t od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = aw.out, w = aw.in;
+  const index_t n_rows_in = g.axis[0].in * g.axis[1].in, max_rows = g.axis[0].kernel * g.axis[1].kernel;
+  const index_t chunk = imin(ow_n, kChunk);
+  int ok = 1;
+  parallel_for(planes, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
+    Scratch mem(Scratch::bytes<index_t>(max_rows) + Scratch::bytes<T>(chunk) + Scratch::bytes<T>(w));
+    if (!mem.ok()) {
+      report_failure(ok);
+      return;
+    }
+    index_t* rows = mem.take<index_t>(max_rows);
+    T* gs = mem.take<T>(chunk);
+    T* spread = mem.take<T>(w);
+    for (index_t plane = b; plane < e; ++plane) {
+      T* gp = gx + plane * in_plane;
+      index_t zeroed = -1;
+      for (index_t od = 0; od < od_n; ++od)
+        for (index_t oh = 0; oh < oh_n; ++oh) {
+          const index_t n = window_rows(g, od, oh, rows);
+          if (rows[n - 1] > zeroed) {
+            zero_rows(gp, w, w, zeroed, rows[n - 1]);
+            zeroed = rows[n - 1];
+          }
+          const T* grow = gy + plane * out_plane + (od * oh_n + oh) * ow_n;
+          for (index_t c0 = 0; c0 < ow_n; c0 += chunk) {
+            const index_t c1 = imin(c0 + chunk, ow_n);
+            for (index_t o = c0; o < c1; ++o) gs[o - c0] = T(dv.at(od, oh, o));
+            // gs = grad / divisor
+            for (index_t o = c0; o < c1; ++o) gs[o - c0] = grow[o] / gs[o - c0];
+            index_t f, l;
+            aw.valid_taps(c0, f, l);
+            const index_t lo = aw.start(c0) + f * aw.dilation;
+            aw.valid_taps(c1 - 1, f, l);
+            const index_t hi = aw.start(c1 - 1) + (l - 1) * aw.dilation + 1;
+            for (index_t i = lo; i < hi; ++i) spread[i] = T(0);
+            for (index_t o = c0; o < c1; ++o) {
+              aw.valid_taps(o, f, l);
+              T* sp = spread + aw.start(o);
+              for (index_t j = f; j < l; ++j) sp[j * aw.dilation] += gs[o - c0];
+            }
+            for (index_t r = 0; r < n; ++r) {
+              T* dst = gp + rows[r] * w;
+              index_t i = lo;
+              for (; i + V::N <= hi; i += V::N) V::store(dst + i, V::add(V::load(dst + i), V::load(spread + i)));
+              for (; i < hi; ++i) dst[i] = dst[i] + spread[i];
+            }
+          }
+        }
+      zero_rows(gp, w, w, zeroed, n_rows_in - 1);
+    }
+  });
+  return ok != 0;
+}
+
+// ---------------------------------------------------------------- channels last
+
+template <class T, class W>
+inline W sum_pixel(const T* xn, const PoolGeometry& g, const index_t* f, const index_t* l,
+                   const index_t* st, index_t c) {
+  const AxisGeometry* ax = g.axis;
+  const index_t C = g.channels, H = ax[1].in, Wd = ax[2].in;
+  W sum = W::zero();
+  bool first = true;
+  for (index_t a = f[0]; a < l[0]; ++a) {
+    const index_t id = st[0] + a * ax[0].dilation;
+    for (index_t b = f[1]; b < l[1]; ++b) {
+      const T* rp = xn + ((id * H + st[1] + b * ax[1].dilation) * Wd + st[2]) * C + c;
+      for (index_t j = f[2]; j < l[2]; ++j) {
+        const W v = W::load(rp + j * ax[2].dilation * C);
+        sum = first ? v : W::add(sum, v);
+        first = false;
+      }
+    }
+  }
+  return sum;
+}
+
+template <class T>
+bool avg_forward_cl(const T* x, T* y, const PoolGeometry& g, const AvgOptions& opt, int threads) {
+  using V = Vec<T>;
+  using S = Scalar<T>;
+  Scratch shared(divisor_bytes(g));
+  if (!shared.ok()) return false;
+  const Divisors dv = make_divisors(shared, g, opt);
+  const index_t C = g.channels, od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = g.axis[2].out;
+  const index_t in_n = g.in_plane() * C;
+  parallel_for(g.batch * od_n * oh_n, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
+    for (index_t row = b; row < e; ++row) {
+      const index_t oh = row % oh_n, od = (row / oh_n) % od_n, n = row / (oh_n * od_n);
+      const T* xn = x + n * in_n;
+      for (index_t ow = 0; ow < ow_n; ++ow) {
+        index_t f[3], l[3], st[3];
+        pixel_window(g, od, oh, ow, f, l, st);
+        T* yp = y + (row * ow_n + ow) * C;
+        const V dvec = V::set1(T(dv.at(od, oh, ow)));
+        index_t c = 0;
+        for (; c + V::N <= C; c += V::N) V::store(yp + c, V::div(sum_pixel<T, V>(xn, g, f, l, st, c), dvec));
+        for (; c < C; ++c) yp[c] = sum_pixel<T, S>(xn, g, f, l, st, c).v / T(dv.at(od, oh, ow));
+      }
+    }
+  });
+  return true;
+}
+
+template <class T>
+bool avg_backward_cl(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions& opt, int threads) {
+  using V = Vec<T>;
+  using S = Scalar<T>;
+  Scratch shared(divisor_bytes(g));
+  if (!shared.ok()) return false;
+  const Divisors dv = make_divisors(shared, g, opt);
+  const index_t C = g.channels, od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = g.axis[2].out;
+  const index_t H = g.axis[1].in, Wd = g.axis[2].in, in_n = g.in_plane() * C;
+  const index_t out_n = g.out_plane() * C, n_rows_in = g.axis[0].in * H;
+  const index_t blk = channel_block(g, threads, V::N), n_blk = (C + blk - 1) / blk;
+  parallel_for(g.batch * n_blk, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
+    for (index_t unit = b; unit < e; ++unit) {
+      const index_t n = unit / n_blk, c0 = (unit % n_blk) * blk, c1 = imin(c0 + blk, C);
+      T* gn = gx + n * in_n;
+      index_t zeroed = -1;
+      auto zero_upto = [&](index_t r) {
+        for (; zeroed < r; ++zeroed)
+          for (index_t iw = 0; iw < Wd; ++iw)
+            std::memset(gn + ((zeroed + 1) * Wd + iw) * C + c0, 0, sizeof(T) * (c1 - c0));
+      };
+      auto spread = [&](auto tag, const index_t* f, const index_t* l, const index_t* st, index_t c,
+                        const T* gsrc, T div) {
+        using W = decltype(tag);
+        const W gv = W::div(W::load(gsrc), W::set1(div));
+        for (index_t a = f[0]; a < l[0]; ++a) {
+          const index_t id = st[0] + a * g.axis[0].dilation;
+          for (index_t bb = f[1]; bb < l[1]; ++bb) {
+            T* rp = gn + ((id * H + st[1] + bb * g.axis[1].dilation) * Wd + st[2]) * C + c;
+            for (index_t j = f[2]; j < l[2]; ++j) {
+              T* p = rp + j * g.axis[2].dilation * C;
+              W::store(p, W::add(W::load(p), gv));
+            }
+          }
+        }
+      };
+      for (index_t od = 0; od < od_n; ++od)
+        for (index_t oh = 0; oh < oh_n; ++oh)
+          for (index_t ow = 0; ow < ow_n; ++ow) {
+            index_t f[3], l[3], st[3];
+            pixel_window(g, od, oh, ow, f, l, st);
+            if (ow == 0) zero_upto((st[0] + (l[0] - 1) * g.axis[0].dilation) * H + st[1] +
+                                   (l[1] - 1) * g.axis[1].dilation);
+            const T* gsrc = gy + n * out_n + ((od * oh_n + oh) * ow_n + ow) * C;
+            const T div = T(dv.at(od, oh, ow));
+            index_t c = c0;
+            for (; c + V::N <= c1; c += V::N) spread(V{}, f, l, st, c, gsrc + c, div);
+            for (; c < c1; ++c) spread(S{}, f, l, st, c, gsrc + c, div);
+          }
+      zero_upto(n_rows_in - 1);
+    }
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------- entry points
+
+template <class T>
+void avg_pool_forward_impl(const T* x, T* y, const PoolGeometry& g, const AvgOptions& opt, int threads) {
+  const bool ok = g.channels_last ? avg_forward_cl(x, y, g, opt, threads) : avg_forward_cf(x, y, g, opt, threads);
+  if (!ok) throw std::bad_alloc();
+}
+
+template <class T>
+void avg_pool_backward_impl(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions& opt, int threads) {
+  const bool ok = g.channels_last ? avg_backward_cl(gy, gx, g, opt, threads) : avg_backward_cf(gy, gx, g, opt, threads);
+  if (!ok) throw std::bad_alloc();
+}

@@ -1,0 +1,116 @@
+// Helpers shared by every kernel: integer min/max, per-thread scratch, the parallel
+// driver, and the steady (padding-free) output range of an axis.
+// Included inside an ISA namespace: everything here is compiled per ISA, so no
+// std:: templates (the linker could merge an AVX-512 instance into the baseline).
+
+inline index_t imin(index_t a, index_t b) { return a < b ? a : b; }
+inline index_t imax(index_t a, index_t b) { return a > b ? a : b; }
+
+// Below this many elements touched a call runs on one thread: waking a team costs
+// more than the work.
+constexpr index_t kMinParallelWork = index_t(1) << 15;
+
+// malloc'ed per-thread scratch; a failed allocation is reported after the region.
+class Scratch {
+ public:
+  explicit Scratch(std::size_t bytes) : p_(static_cast<char*>(std::malloc(bytes ? bytes : 1))) {}
+  ~Scratch() { std::free(p_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  bool ok() const { return p_ != nullptr; }
+  // Carves the next n elements of type U (64-byte aligned offsets).
+  template <class U>
+  U* take(index_t n) {
+    U* r = reinterpret_cast<U*>(p_ + used_);
+    used_ += (std::size_t(n) * sizeof(U) + 63) & ~std::size_t(63);
+    return r;
+  }
+  template <class U>
+  static std::size_t bytes(index_t n) { return (std::size_t(n) * sizeof(U) + 63) & ~std::size_t(63); }
+
+ private:
+  char* p_;
+  std::size_t used_ = 0;
+};
+
+// Marks a shared flag from inside a parallel region.
+inline void report_failure(int& flag) {
+#ifdef FASTPOOL_HAVE_OPENMP
+#pragma omp atomic write
+#endif
+  flag = 0;
+}
+
+// Runs f(begin, end) over contiguous, statically split item ranges, one per thread.
+// The split never changes what is computed for an item, so results do not depend
+// on the thread count.
+template <class F>
+void parallel_for(index_t n_items, int threads, index_t work, F&& f) {
+  index_t nt = threads < 1 ? 1 : threads;
+  if (work < kMinParallelWork) nt = 1;
+  if (nt > n_items) nt = n_items;
+#ifdef FASTPOOL_HAVE_OPENMP
+  if (nt > 1) {
+#pragma omp parallel num_threads(int(nt))
+    {
+      const index_t t = omp_get_thread_num(), T = omp_get_num_threads();
+      f(n_items * t / T, n_items * (t + 1) / T);
+    }
+    return;
+  }
+#endif
+  if (n_items > 0) f(0, n_items);
+}
+
+// Outputs [lo, hi) whose taps all lie in [0, in - overread): no bounds checks there.
+inline void steady_range(const AxisGeometry& a, index_t overread, index_t& lo, index_t& hi) {
+  lo = imin((a.pad_before + a.stride - 1) / a.stride, a.out);
+  const index_t last = a.in - 1 - overread - (a.kernel - 1) * a.dilation + a.pad_before;
+  hi = last < 0 ? 0 : imin(last / a.stride + 1, a.out);
+  if (hi < lo) hi = lo;
+}
+
+// A stride-2 vector load reads one element past its last lane.
+inline index_t strided_overread(index_t stride) { return stride == 2 ? 1 : 0; }
+
+// Input rows (id*H + ih, flattened over depth and height) of output row (od, oh),
+// in window order; returns how many.
+inline index_t window_rows(const PoolGeometry& g, index_t od, index_t oh, index_t* rows) {
+  const AxisGeometry& ad = g.axis[0];
+  const AxisGeometry& ah = g.axis[1];
+  index_t fd, ld, fh, lh;
+  ad.valid_taps(od, fd, ld);
+  ah.valid_taps(oh, fh, lh);
+  index_t n = 0;
+  for (index_t a = fd; a < ld; ++a) {
+    const index_t id = ad.start(od) + a * ad.dilation;
+    for (index_t b = fh; b < lh; ++b) rows[n++] = id * ah.in + ah.start(oh) + b * ah.dilation;
+  }
+  return n;
+}
+
+// Zeroes rows (done, upto] of a row-major block of `width` elements per row; the
+// backward kernels zero each gradient row just before its first use, while it is
+// about to be in cache anyway.
+template <class T>
+inline void zero_rows(T* base, index_t width, index_t stride, index_t done, index_t upto) {
+  for (index_t r = done + 1; r <= upto; ++r) std::memset(base + r * stride, 0, sizeof(T) * width);
+}
+
+// Output columns of the channels-first row passes are processed in chunks, so the
+// scratch stays in cache however wide the input is.
+constexpr index_t kChunk = 2048;
+
+// A direct-mapped cache of horizontal-pass results keyed by input row: consecutive
+// output rows share input rows when the kernel is taller than the stride.
+template <class T>
+struct RowCache {
+  index_t slots = 0, width = 0;
+  T* val = nullptr;
+  T* tap = nullptr;
+  index_t* tag = nullptr;
+
+  void reset() {
+    for (index_t s = 0; s < slots; ++s) tag[s] = -1;
+  }
+};

@@ -1,0 +1,396 @@
+// Max pooling, forward and backward, both layouts, written once over a vector type.
+// Scan rule everywhere: take v if v > best or v is NaN, in window order (depth,
+// height, width); so ties keep the first maximum and NaN propagates with its index
+// at the last NaN. The horizontal-then-vertical order of the channels-first driver
+// gives the same winner as a row-major scan: the first row holding the maximum,
+// then the first column in that row.
+// Included inside an ISA namespace after the vector types and common-inl.hpp.
+
+// ---------------------------------------------------------------- channels first
+
+template <class T, bool kTaps>
+struct MaxRowOp {
+  using V = Vec<T>;
+  using S = Scalar<T>;
+  const AxisGeometry& aw;
+  index_t lo, hi;
+
+  explicit MaxRowOp(const AxisGeometry& a) : aw(a) { steady_range(a, strided_overread(a.stride), lo, hi); }
+
+  // One window of the row, clipped to the input.
+  void window(const T* row, index_t o, T& val, T& tap) const {
+    index_t f, l;
+    aw.valid_taps(o, f, l);
+    const T* p = row + aw.start(o);
+    T best = p[f * aw.dilation];
+    index_t bt = f;
+    for (index_t j = f + 1; j < l; ++j) {
+      const T v = p[j * aw.dilation];
+      if (v > best || v != v) {
+        best = v;
+        bt = j;
+      }
+    }
+    val = best;
+    if (kTaps) tap = T(bt);
+  }
+
+  void hpass(const T* row, index_t c0, index_t c1, T* val, T* tap) const {
+    const index_t s = aw.stride, d = aw.dilation, k = aw.kernel;
+    const index_t a = imin(imax(lo, c0), c1), b = imin(imax(hi, a), c1);
+    T dummy;
+    index_t o = c0;
+    for (; o < a; ++o) window(row, o, val[o - c0], kTaps ? tap[o - c0] : dummy);
+    for (; o + V::N <= b; o += V::N) {
+      const T* p = row + aw.start(o);
+      V best = V::load_strided(p, s);
+      V bt = V::zero();
+      for (index_t j = 1; j < k; ++j) {
+        const V v = V::load_strided(p + j * d, s);
+        const typename V::M m = V::gt_or_nan(v, best);
+        best = V::select(m, v, best);
+        if (kTaps) bt = V::select(m, V::set1(T(j)), bt);
+      }
+      V::store(val + (o - c0), best);
+      if (kTaps) V::store(tap + (o - c0), bt);
+    }
+    for (; o < c1; ++o) window(row, o, val[o - c0], kTaps ? tap[o - c0] : dummy);
+  }
+
+  void start(T* acc_row, index_t n) const {
+    if (kTaps)
+      for (index_t i = 0; i < n; ++i) acc_row[i] = T(0);
+  }
+
+  template <class W>
+  static void fold_lanes(T* av, T* at, T* ar, const T* hv, const T* ht, T r, index_t i) {
+    const W v = W::load(hv + i), acc = W::load(av + i);
+    const typename W::M m = W::gt_or_nan(v, acc);
+    W::store(av + i, W::select(m, v, acc));
+    if (kTaps) {
+      W::store(at + i, W::select(m, W::load(ht + i), W::load(at + i)));
+      W::store(ar + i, W::select(m, W::set1(r), W::load(ar + i)));
+    }
+  }
+
+  void fold(T* av, T* at, T* ar, const T* hv, const T* ht, index_t r, index_t n) const {
+    index_t i = 0;
+    for (; i + V::N <= n; i += V::N) fold_lanes<V>(av, at, ar, hv, ht, T(r), i);
+    for (; i < n; ++i) fold_lanes<S>(av, at, ar, hv, ht, T(r), i);
+  }
+};
+
+// Calls f(plane, od, oh, c0, c1) for every (plane, output row, column chunk) item,
+// in order, split over threads; scratch is carved per thread.
+template <class T, class F>
+bool for_each_row_cf(const PoolGeometry& g, const RowPlan<T>& plan, bool with_taps, int threads,
+                     index_t work, F&& f) {
+  const index_t planes = g.batch * g.channels, od_n = g.axis[0].out, oh_n = g.axis[1].out;
+  const index_t items = planes * od_n * oh_n * plan.n_chunks;
+  int ok = 1;
+  parallel_for(items, threads, work, [&](index_t b, index_t e) {
+    Scratch mem(plan.scratch_bytes(with_taps));
+    if (!mem.ok()) {
+      report_failure(ok);
+      return;
+    }
+    RowScratch<T> s(mem, plan, with_taps);
+    index_t cur_plane = -1;
+    for (index_t it = b; it < e; ++it) {
+      const index_t chunk = it % plan.n_chunks, row = it / plan.n_chunks;
+      const index_t oh = row % oh_n, od = (row / oh_n) % od_n, plane = row / (oh_n * od_n);
+      if (plane != cur_plane) {
+        if (plan.cached) s.cache.reset();
+        cur_plane = plane;
+      }
+      const index_t c0 = chunk * plan.chunk, c1 = imin(c0 + plan.chunk, g.axis[2].out);
+      f(s, plane, od, oh, c0, c1);
+    }
+  });
+  return ok != 0;
+}
+
+template <class T, bool kIdx>
+bool max_forward_cf(const T* x, T* y, std::int64_t* idx, const PoolGeometry& g, int threads) {
+  const AxisGeometry& aw = g.axis[2];
+  const MaxRowOp<T, kIdx> op(aw);
+  const RowPlan<T> plan(g);
+  const index_t in_plane = g.in_plane(), out_plane = g.out_plane(), ow_n = aw.out;
+  const index_t oh_n = g.axis[1].out;
+  return for_each_row_cf<T>(
+      g, plan, kIdx, threads, g.in_size() + g.out_size(),
+      [&](RowScratch<T>& s, index_t plane, index_t od, index_t oh, index_t c0, index_t c1) {
+        const index_t n = window_rows(g, od, oh, s.rows);
+        const index_t orow = plane * out_plane + (od * oh_n + oh) * ow_n;
+        reduce_rows(op, x + plane * in_plane, aw.in, s.rows, n, c0, c1, s, plan.cached, y + orow + c0);
+        if (kIdx)
+          for (index_t o = c0; o < c1; ++o)
+            idx[orow + o] = std::int64_t(s.rows[index_t(s.acc_row[o - c0])] * aw.in + aw.start(o) +
+                                         index_t(s.acc_tap[o - c0]) * aw.dilation);
+      });
+}
+
+// Backward from x: whole planes per thread, output rows in order, each gradient row
+// zeroed just before the first window that reaches it.
+template <class T>
+bool max_backward_cf(const T* gy, const T* x, T* gx, const PoolGeometry& g, int threads) {
+  const AxisGeometry& aw = g.axis[2];
+  const MaxRowOp<T, true> op(aw);
+  const RowPlan<T> plan(g);
+  const index_t planes = g.batch * g.channels, in_plane = g.in_plane(), out_plane = g.out_plane();
+  const index_t od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = aw.out;
+  const index_t n_rows_in = g.axis[0].in * g.axis[1].in, w = aw.in;
+  int ok = 1;
+  parallel_for(planes, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
+    Scratch mem(plan.scratch_bytes(true) + Scratch::bytes<T>(plan.chunk));
+    if (!mem.ok()) {
+      report_failure(ok);
+      return;
+    }
+    RowScratch<T> s(mem, plan, true);
+    T* acc = mem.take<T>(plan.chunk);
+    for (index_t plane = b; plane < e; ++plane) {
+      if (plan.cached) s.cache.reset();
+      const T* xp = x + plane * in_plane;
+      T* gp = gx + plane * in_plane;
+      index_t zeroed = -1;
+      for (index_t od = 0; od < od_n; ++od)
+        for (index_t oh = 0; oh < oh_n; ++oh) {
+          const index_t n = window_rows(g, od, oh, s.rows);
+          if (s.rows[n - 1] > zeroed) {
+            zero_rows(gp, w, w, zeroed, s.rows[n - 1]);
+            zeroed = s.rows[n - 1];
+          }
+          const T* grow = gy + plane * out_plane + (od * oh_n + oh) * ow_n;
+          for (index_t c0 = 0; c0 < ow_n; c0 += plan.chunk) {
+            const index_t c1 = imin(c0 + plan.chunk, ow_n);
+            reduce_rows(op, xp, w, s.rows, n, c0, c1, s, plan.cached, acc);
+            for (index_t o = c0; o < c1; ++o)
+              gp[s.rows[index_t(s.acc_row[o - c0])] * w + aw.start(o) +
+                 index_t(s.acc_tap[o - c0]) * aw.dilation] += grow[o];
+          }
+        }
+      zero_rows(gp, w, w, zeroed, n_rows_in - 1);
+    }
+  });
+  return ok != 0;
+}
+
+// ---------------------------------------------------------------- channels last
+
+// Max over one output pixel's window for channels [c, c + W::N): vectorized across
+// channels. bt gets the winning tap, numbered over the full window.
+template <class T, class W, bool kTaps>
+inline void max_pixel(const T* xn, const PoolGeometry& g, const index_t* f, const index_t* l,
+                      const index_t* st, index_t c, W& best, W& bt) {
+  const AxisGeometry* ax = g.axis;
+  const index_t C = g.channels, H = ax[1].in, Wd = ax[2].in;
+  const index_t KH = ax[1].kernel, KW = ax[2].kernel;
+  bool first = true;
+  for (index_t a = f[0]; a < l[0]; ++a) {
+    const index_t id = st[0] + a * ax[0].dilation;
+    for (index_t b = f[1]; b < l[1]; ++b) {
+      const index_t ih = st[1] + b * ax[1].dilation;
+      const T* rp = xn + ((id * H + ih) * Wd + st[2]) * C + c;
+      for (index_t j = f[2]; j < l[2]; ++j) {
+        const W v = W::load(rp + j * ax[2].dilation * C);
+        if (first) {
+          best = v;
+          if (kTaps) bt = W::set1(T((a * KH + b) * KW + j));
+          first = false;
+        } else {
+          const typename W::M m = W::gt_or_nan(v, best);
+          best = W::select(m, v, best);
+          if (kTaps) bt = W::select(m, W::set1(T((a * KH + b) * KW + j)), bt);
+        }
+      }
+    }
+  }
+}
+
+// Valid tap ranges and window starts of output pixel (od, oh, ow).
+inline void pixel_window(const PoolGeometry& g, index_t od, index_t oh, index_t ow, index_t* f,
+                         index_t* l, index_t* st) {
+  const index_t o[3] = {od, oh, ow};
+  for (int i = 0; i < 3; ++i) {
+    g.axis[i].valid_taps(o[i], f[i], l[i]);
+    st[i] = g.axis[i].start(o[i]);
+  }
+}
+
+// Flat spatial index of full-window tap t of a window starting at st.
+inline std::int64_t tap_index(const PoolGeometry& g, const index_t* st, index_t t) {
+  const AxisGeometry* ax = g.axis;
+  const index_t j = t % ax[2].kernel, b = (t / ax[2].kernel) % ax[1].kernel,
+                a = t / (ax[2].kernel * ax[1].kernel);
+  return std::int64_t(((st[0] + a * ax[0].dilation) * ax[1].in + st[1] + b * ax[1].dilation) * ax[2].in +
+                      st[2] + j * ax[2].dilation);
+}
+
+template <class T, bool kIdx>
+bool max_forward_cl(const T* x, T* y, std::int64_t* idx, const PoolGeometry& g, int threads) {
+  using V = Vec<T>;
+  using S = Scalar<T>;
+  const index_t C = g.channels, od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = g.axis[2].out;
+  const index_t in_n = g.in_plane() * C;
+  parallel_for(g.batch * od_n * oh_n, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
+    for (index_t row = b; row < e; ++row) {
+      const index_t oh = row % oh_n, od = (row / oh_n) % od_n, n = row / (oh_n * od_n);
+      const T* xn = x + n * in_n;
+      for (index_t ow = 0; ow < ow_n; ++ow) {
+        index_t f[3], l[3], st[3];
+        pixel_window(g, od, oh, ow, f, l, st);
+        const index_t out = ((row * ow_n) + ow) * C;
+        index_t c = 0;
+        for (; c + V::N <= C; c += V::N) {
+          V best, bt;
+          max_pixel<T, V, kIdx>(xn, g, f, l, st, c, best, bt);
+          V::store(y + out + c, best);
+          if (kIdx) {
+            alignas(64) T taps[V::N];
+            V::store(taps, bt);
+            for (int i = 0; i < V::N; ++i) idx[out + c + i] = tap_index(g, st, index_t(taps[i]));
+          }
+        }
+        for (; c < C; ++c) {
+          S best, bt;
+          max_pixel<T, S, kIdx>(xn, g, f, l, st, c, best, bt);
+          y[out + c] = best.v;
+          if (kIdx) idx[out + c] = tap_index(g, st, index_t(bt.v));
+        }
+      }
+    }
+  });
+  return true;
+}
+
+// Work units of channels-last backward: (sample, channel block) pairs, enough of
+// them to give every thread work even at batch 1; each unit owns its gradient
+// slice, so no two threads write the same element.
+inline index_t channel_block(const PoolGeometry& g, int threads, index_t lanes) {
+  const index_t C = g.channels;
+  index_t want = (2 * index_t(threads) + g.batch - 1) / g.batch;  // blocks per sample
+  if (want < 1) want = 1;
+  index_t blk = (C + want - 1) / want;
+  blk = ((blk + lanes - 1) / lanes) * lanes;
+  return imax(imin(blk, C), 1);
+}
+
+template <class T>
+bool max_backward_cl(const T* gy, const T* x, T* gx, const PoolGeometry& g, int threads) {
+  using V = Vec<T>;
+  using S = Scalar<T>;
+  const index_t C = g.channels, od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = g.axis[2].out;
+  const index_t H = g.axis[1].in, Wd = g.axis[2].in, in_n = g.in_plane() * C;
+  const index_t out_n = g.out_plane() * C, n_rows_in = g.axis[0].in * H;
+  const index_t blk = channel_block(g, threads, V::N), n_blk = (C + blk - 1) / blk;
+  const index_t KH = g.axis[1].kernel, KW = g.axis[2].kernel;
+  parallel_for(g.batch * n_blk, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
+    for (index_t unit = b; unit < e; ++unit) {
+      const index_t n = unit / n_blk, c0 = (unit % n_blk) * blk, c1 = imin(c0 + blk, C);
+      const T* xn = x + n * in_n;
+      T* gn = gx + n * in_n;
+      index_t zeroed = -1;
+      auto zero_upto = [&](index_t r) {
+        for (; zeroed < r; ++zeroed)
+          for (index_t iw = 0; iw < Wd; ++iw)
+            std::memset(gn + ((zeroed + 1) * Wd + iw) * C + c0, 0, sizeof(T) * (c1 - c0));
+      };
+      // Routes g to the winning tap of each lane: a masked add at every valid tap.
+      auto route = [&](auto best_tag, const index_t* f, const index_t* l, const index_t* st, index_t c,
+                       const T* gsrc) {
+        using W = decltype(best_tag);
+        W best, bt;
+        max_pixel<T, W, true>(xn, g, f, l, st, c, best, bt);
+        const W gv = W::load(gsrc);
+        for (index_t a = f[0]; a < l[0]; ++a) {
+          const index_t id = st[0] + a * g.axis[0].dilation;
+          for (index_t bb = f[1]; bb < l[1]; ++bb) {
+            const index_t ih = st[1] + bb * g.axis[1].dilation;
+            T* rp = gn + ((id * H + ih) * Wd + st[2]) * C + c;
+            for (index_t j = f[2]; j < l[2]; ++j) {
+              T* p = rp + j * g.axis[2].dilation * C;
+              const typename W::M m = W::eq(bt, W::set1(T((a * KH + bb) * KW + j)));
+              W::store(p, W::add(W::load(p), W::select(m, gv, W::zero())));
+            }
+          }
+        }
+      };
+      for (index_t od = 0; od < od_n; ++od)
+        for (index_t oh = 0; oh < oh_n; ++oh) {
+          for (index_t ow = 0; ow < ow_n; ++ow) {
+            index_t f[3], l[3], st[3];
+            pixel_window(g, od, oh, ow, f, l, st);
+            if (ow == 0) zero_upto((st[0] + (l[0] - 1) * g.axis[0].dilation) * H + st[1] +
+                                   (l[1] - 1) * g.axis[1].dilation);
+            const T* gsrc = gy + n * out_n + ((od * oh_n + oh) * ow_n + ow) * C;
+            index_t c = c0;
+            for (; c + V::N <= c1; c += V::N) route(V{}, f, l, st, c, gsrc + c);
+            for (; c < c1; ++c) route(S{}, f, l, st, c, gsrc + c);
+          }
+        }
+      zero_upto(n_rows_in - 1);
+    }
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------- given indices
+
+// Scatter through stored indices: zero the unit's gradient, then add. Returns the
+// lowest flat position of grad_y whose index is outside the plane, or -1.
+template <class T>
+index_t max_backward_indices(const T* gy, const std::int64_t* idx, T* gx, const PoolGeometry& g,
+                             int threads) {
+  const index_t C = g.channels, in_plane = g.in_plane(), out_plane = g.out_plane();
+  const bool cl = g.channels_last;
+  const index_t units = cl ? g.batch : g.batch * C;
+  const index_t per_unit_in = cl ? in_plane * C : in_plane, per_unit_out = cl ? out_plane * C : out_plane;
+  const index_t lanes = cl ? C : 1;
+  index_t bad = -1;
+  parallel_for(units, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
+    index_t my_bad = -1;
+    for (index_t u = b; u < e && my_bad < 0; ++u) {
+      T* gu = gx + u * per_unit_in;
+      std::memset(gu, 0, sizeof(T) * per_unit_in);
+      const T* gyu = gy + u * per_unit_out;
+      const std::int64_t* iu = idx + u * per_unit_out;
+      for (index_t o = 0; o < per_unit_out; ++o) {
+        const std::int64_t i = iu[o];
+        if (i < 0 || i >= in_plane) {
+          my_bad = u * per_unit_out + o;
+          break;
+        }
+        gu[index_t(i) * lanes + o % lanes] += gyu[o];
+      }
+    }
+    if (my_bad >= 0) {
+#ifdef FASTPOOL_HAVE_OPENMP
+#pragma omp critical(fastpool_bad_index)
+#endif
+      if (bad < 0 || my_bad < bad) bad = my_bad;
+    }
+  });
+  return bad;
+}
+
+// ---------------------------------------------------------------- entry points
+
+template <class T>
+void max_pool_forward_impl(const T* x, T* y, std::int64_t* idx, const PoolGeometry& g, int threads) {
+  bool ok;
+  if (g.channels_last)
+    ok = idx ? max_forward_cl<T, true>(x, y, idx, g, threads) : max_forward_cl<T, false>(x, y, idx, g, threads);
+  else
+    ok = idx ? max_forward_cf<T, true>(x, y, idx, g, threads) : max_forward_cf<T, false>(x, y, idx, g, threads);
+  if (!ok) throw std::bad_alloc();
+}
+
+template <class T>
+index_t max_pool_backward_impl(const T* gy, const T* x, const std::int64_t* idx, T* gx,
+                               const PoolGeometry& g, int threads) {
+  if (idx) return max_backward_indices(gy, idx, gx, g, threads);
+  const bool ok = g.channels_last ? max_backward_cl(gy, x, gx, g, threads) : max_backward_cf(gy, x, gx, g, threads);
+  if (!ok) throw std::bad_alloc();
+  return -1;
+}

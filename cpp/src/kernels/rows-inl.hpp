@@ -1,0 +1,101 @@
+// The channels-first driver: pooling = a horizontal pass over each input row of
+// the window (along W, vectorized across output columns) and a vertical fold of
+// those rows (along D and H). Horizontal results are cached per input row, so an
+// input row shared by two output rows is reduced once. Op supplies both passes:
+//   op.hpass(row, c0, c1, val, tap)   reduce row for output columns [c0, c1)
+//   op.fold(acc_val, acc_tap, acc_row, val, tap, r, n)   fold row number r in
+// Included inside an ISA namespace.
+
+template <class T>
+struct RowPlan {
+  index_t chunk = 0, n_chunks = 0, max_rows = 0;
+  bool cached = false;
+  RowCache<T> cache;
+
+  explicit RowPlan(const PoolGeometry& g) {
+    const AxisGeometry& aw = g.axis[2];
+    chunk = imin(aw.out, kChunk);
+    n_chunks = (aw.out + chunk - 1) / chunk;
+    max_rows = g.axis[0].kernel * g.axis[1].kernel;
+    cached = n_chunks == 1 && max_rows > 1;
+    if (cached) {
+      const AxisGeometry& ah = g.axis[1];
+      cache.slots = imin(g.axis[0].kernel * ((ah.kernel - 1) * ah.dilation + 1), 64);
+      cache.width = chunk;
+    }
+  }
+
+  std::size_t scratch_bytes(bool with_taps) const {
+    const index_t taps = with_taps ? 1 : 0;
+    std::size_t b = Scratch::bytes<index_t>(max_rows) + 4 * Scratch::bytes<T>(chunk);
+    if (cached)
+      b += Scratch::bytes<T>(cache.slots * chunk) * (1 + taps) + Scratch::bytes<index_t>(cache.slots);
+    return b;
+  }
+};
+
+// Per-thread working memory of the driver.
+template <class T>
+struct RowScratch {
+  index_t* rows;
+  T* tmp_val;
+  T* tmp_tap;
+  T* acc_tap;
+  T* acc_row;
+  RowCache<T> cache;
+
+  RowScratch(Scratch& s, const RowPlan<T>& plan, bool with_taps) {
+    rows = s.take<index_t>(plan.max_rows);
+    tmp_val = s.take<T>(plan.chunk);
+    tmp_tap = s.take<T>(plan.chunk);
+    acc_tap = s.take<T>(plan.chunk);
+    acc_row = s.take<T>(plan.chunk);
+    cache = plan.cache;
+    if (plan.cached) {
+      cache.val = s.take<T>(cache.slots * cache.width);
+      cache.tap = with_taps ? s.take<T>(cache.slots * cache.width) : nullptr;
+      cache.tag = s.take<index_t>(cache.slots);
+      cache.reset();
+    }
+  }
+};
+
+// Reduces the window rows rows[0..n) of one plane for output columns [c0, c1) into
+// acc_val (and, when the op tracks taps, acc_tap / acc_row).
+template <class T, class Op>
+void reduce_rows(const Op& op, const T* plane, index_t width, const index_t* rows, index_t n,
+                 index_t c0, index_t c1, RowScratch<T>& s, bool cached, T* acc_val) {
+  const index_t len = c1 - c0;
+  for (index_t r = 0; r < n; ++r) {
+    const T* row = plane + rows[r] * width;
+    const T* hv;
+    const T* ht;
+    if (cached) {
+      const index_t slot = rows[r] % s.cache.slots;
+      T* cv = s.cache.val + slot * s.cache.width;
+      T* ct = s.cache.tap ? s.cache.tap + slot * s.cache.width : nullptr;
+      if (s.cache.tag[slot] != rows[r]) {
+        op.hpass(row, c0, c1, cv, ct);
+        s.cache.tag[slot] = rows[r];
+      }
+      hv = cv;
+      ht = ct;
+    } else if (r == 0) {
+      op.hpass(row, c0, c1, acc_val, s.acc_tap);
+      op.start(s.acc_row, len);
+      continue;
+    } else {
+      op.hpass(row, c0, c1, s.tmp_val, s.tmp_tap);
+      hv = s.tmp_val;
+      ht = s.tmp_tap;
+    }
+    if (r == 0) {
+      for (index_t i = 0; i < len; ++i) acc_val[i] = hv[i];
+      if (ht)
+        for (index_t i = 0; i < len; ++i) s.acc_tap[i] = ht[i];
+      op.start(s.acc_row, len);
+    } else {
+      op.fold(acc_val, s.acc_tap, s.acc_row, hv, ht, r, len);
+    }
+  }
+}

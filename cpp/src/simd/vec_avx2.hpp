@@ -1,0 +1,75 @@
+// AVX2 vectors (8 floats, 4 doubles). Included inside namespace fastpool::avx2.
+
+template <class T> struct Vec;
+
+template <>
+struct Vec<float> {
+  using value_type = float;
+  using M = __m256;
+  static constexpr int N = 8;
+  __m256 v;
+
+  static Vec load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static void store(float* p, Vec a) { _mm256_storeu_ps(p, a.v); }
+  static Vec set1(float a) { return {_mm256_set1_ps(a)}; }
+  static Vec zero() { return {_mm256_setzero_ps()}; }
+  static Vec load_strided(const float* p, index_t s) {
+    if (s == 1) return load(p);
+    if (s == 2) {  // even lanes of two vectors, no gather
+      const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+      const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+      return {_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)))};
+    }
+    if (s <= (index_t(1) << 27)) {
+      const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                             _mm256_set1_epi32(int(s)));
+      return {_mm256_i32gather_ps(p, idx, 4)};
+    }
+    alignas(32) float t[8];
+    for (int i = 0; i < 8; ++i) t[i] = p[i * s];
+    return {_mm256_load_ps(t)};
+  }
+  static Vec add(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
+  static Vec mul(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
+  static Vec div(Vec a, Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
+  static M gt_or_nan(Vec a, Vec b) {
+    return _mm256_or_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ), _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q));
+  }
+  static M eq(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
+  static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
+  static void stream(float* p, Vec a) { _mm256_storeu_ps(p, a.v); }
+};
+
+template <>
+struct Vec<double> {
+  using value_type = double;
+  using M = __m256d;
+  static constexpr int N = 4;
+  __m256d v;
+
+  static Vec load(const double* p) { return {_mm256_loadu_pd(p)}; }
+  static void store(double* p, Vec a) { _mm256_storeu_pd(p, a.v); }
+  static Vec set1(double a) { return {_mm256_set1_pd(a)}; }
+  static Vec zero() { return {_mm256_setzero_pd()}; }
+  static Vec load_strided(const double* p, index_t s) {
+    if (s == 1) return load(p);
+    if (s == 2) {
+      const __m256d a = _mm256_loadu_pd(p), b = _mm256_loadu_pd(p + 4);
+      return {_mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))};
+    }
+    if (s <= (index_t(1) << 28)) {
+      const __m128i idx = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(int(s)));
+      return {_mm256_i32gather_pd(p, idx, 8)};
+    }
+    return {_mm256_setr_pd(p[0], p[s], p[2 * s], p[3 * s])};
+  }
+  static Vec add(Vec a, Vec b) { return {_mm256_add_pd(a.v, b.v)}; }
+  static Vec mul(Vec a, Vec b) { return {_mm256_mul_pd(a.v, b.v)}; }
+  static Vec div(Vec a, Vec b) { return {_mm256_div_pd(a.v, b.v)}; }
+  static M gt_or_nan(Vec a, Vec b) {
+    return _mm256_or_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ), _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q));
+  }
+  static M eq(Vec a, Vec b) { return _mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ); }
+  static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_pd(b.v, a.v, m)}; }
+  static void stream(double* p, Vec a) { _mm256_storeu_pd(p, a.v); }
+};

@@ -1,0 +1,77 @@
+// AVX-512 vectors (16 floats, 8 doubles). Included inside namespace fastpool::avx512.
+
+template <class T> struct Vec;
+
+template <>
+struct Vec<float> {
+  using value_type = float;
+  using M = __mmask16;
+  static constexpr int N = 16;
+  __m512 v;
+
+  static Vec load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static void store(float* p, Vec a) { _mm512_storeu_ps(p, a.v); }
+  static Vec set1(float a) { return {_mm512_set1_ps(a)}; }
+  static Vec zero() { return {_mm512_setzero_ps()}; }
+  static Vec load_strided(const float* p, index_t s) {
+    if (s == 1) return load(p);
+    if (s == 2) {  // even lanes of two vectors by one two-source permute
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      return {_mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16))};
+    }
+    if (s <= (index_t(1) << 27)) {
+      const __m512i idx = _mm512_mullo_epi32(
+          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(s)));
+      return {_mm512_i32gather_ps(idx, p, 4)};
+    }
+    alignas(64) float t[16];
+    for (int i = 0; i < 16; ++i) t[i] = p[i * s];
+    return {_mm512_load_ps(t)};
+  }
+  static Vec add(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
+  static Vec mul(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
+  static Vec div(Vec a, Vec b) { return {_mm512_div_ps(a.v, b.v)}; }
+  static M gt_or_nan(Vec a, Vec b) {
+    return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ) | _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q);
+  }
+  static M eq(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
+  static Vec select(M m, Vec a, Vec b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
+  static void stream(float* p, Vec a) { _mm512_storeu_ps(p, a.v); }
+};
+
+template <>
+struct Vec<double> {
+  using value_type = double;
+  using M = __mmask8;
+  static constexpr int N = 8;
+  __m512d v;
+
+  static Vec load(const double* p) { return {_mm512_loadu_pd(p)}; }
+  static void store(double* p, Vec a) { _mm512_storeu_pd(p, a.v); }
+  static Vec set1(double a) { return {_mm512_set1_pd(a)}; }
+  static Vec zero() { return {_mm512_setzero_pd()}; }
+  static Vec load_strided(const double* p, index_t s) {
+    if (s == 1) return load(p);
+    if (s == 2) {
+      const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+      return {_mm512_permutex2var_pd(_mm512_loadu_pd(p), even, _mm512_loadu_pd(p + 8))};
+    }
+    if (s <= (index_t(1) << 28)) {
+      const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                             _mm256_set1_epi32(int(s)));
+      return {_mm512_i32gather_pd(idx, p, 8)};
+    }
+    alignas(64) double t[8];
+    for (int i = 0; i < 8; ++i) t[i] = p[i * s];
+    return {_mm512_load_pd(t)};
+  }
+  static Vec add(Vec a, Vec b) { return {_mm512_add_pd(a.v, b.v)}; }
+  static Vec mul(Vec a, Vec b) { return {_mm512_mul_pd(a.v, b.v)}; }
+  static Vec div(Vec a, Vec b) { return {_mm512_div_pd(a.v, b.v)}; }
+  static M gt_or_nan(Vec a, Vec b) {
+    return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ) | _mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q);
+  }
+  static M eq(Vec a, Vec b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ); }
+  static Vec select(M m, Vec a, Vec b) { return {_mm512_mask_blend_pd(m, b.v, a.v)}; }
+  static void stream(double* p, Vec a) { _mm512_storeu_pd(p, a.v); }
+};

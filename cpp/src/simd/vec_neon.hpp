@@ -1,0 +1,62 @@
+// NEON vectors (4 floats, 2 doubles), baseline on arm64. Included inside
+// namespace fastpool::neon.
+
+template <class T> struct Vec;
+
+template <>
+struct Vec<float> {
+  using value_type = float;
+  using M = uint32x4_t;
+  static constexpr int N = 4;
+  float32x4_t v;
+
+  static Vec load(const float* p) { return {vld1q_f32(p)}; }
+  static void store(float* p, Vec a) { vst1q_f32(p, a.v); }
+  static Vec set1(float a) { return {vdupq_n_f32(a)}; }
+  static Vec zero() { return {vdupq_n_f32(0.0f)}; }
+  static Vec load_strided(const float* p, index_t s) {
+    if (s == 1) return load(p);
+    if (s == 2) return {vld2q_f32(p).val[0]};
+    float t[4] = {p[0], p[s], p[2 * s], p[3 * s]};
+    return {vld1q_f32(t)};
+  }
+  static Vec add(Vec a, Vec b) { return {vaddq_f32(a.v, b.v)}; }
+  static Vec mul(Vec a, Vec b) { return {vmulq_f32(a.v, b.v)}; }
+  static Vec div(Vec a, Vec b) { return {vdivq_f32(a.v, b.v)}; }
+  static M gt_or_nan(Vec a, Vec b) {
+    return vorrq_u32(vcgtq_f32(a.v, b.v), vmvnq_u32(vceqq_f32(a.v, a.v)));
+  }
+  static M eq(Vec a, Vec b) { return vceqq_f32(a.v, b.v); }
+  static Vec select(M m, Vec a, Vec b) { return {vbslq_f32(m, a.v, b.v)}; }
+  static void stream(float* p, Vec a) { vst1q_f32(p, a.v); }
+};
+
+template <>
+struct Vec<double> {
+  using value_type = double;
+  using M = uint64x2_t;
+  static constexpr int N = 2;
+  float64x2_t v;
+
+  static Vec load(const double* p) { return {vld1q_f64(p)}; }
+  static void store(double* p, Vec a) { vst1q_f64(p, a.v); }
+  static Vec set1(double a) { return {vdupq_n_f64(a)}; }
+  static Vec zero() { return {vdupq_n_f64(0.0)}; }
+  static Vec load_strided(const double* p, index_t s) {
+    if (s == 1) return load(p);
+    if (s == 2) return {vld2q_f64(p).val[0]};
+    double t[2] = {p[0], p[s]};
+    return {vld1q_f64(t)};
+  }
+  static Vec add(Vec a, Vec b) { return {vaddq_f64(a.v, b.v)}; }
+  static Vec mul(Vec a, Vec b) { return {vmulq_f64(a.v, b.v)}; }
+  static Vec div(Vec a, Vec b) { return {vdivq_f64(a.v, b.v)}; }
+  static M gt_or_nan(Vec a, Vec b) {
+    const uint64x2_t not_nan = vceqq_f64(a.v, a.v);
+    const uint64x2_t is_nan = vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(not_nan)));
+    return vorrq_u64(vcgtq_f64(a.v, b.v), is_nan);
+  }
+  static M eq(Vec a, Vec b) { return vceqq_f64(a.v, b.v); }
+  static Vec select(M m, Vec a, Vec b) { return {vbslq_f64(m, a.v, b.v)}; }
+  static void stream(double* p, Vec a) { vst1q_f64(p, a.v); }
+};

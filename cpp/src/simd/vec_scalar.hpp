@@ -1,0 +1,24 @@
+// Scalar "vector" of one lane: the reference path, and the tail path of every ISA.
+// Included inside an ISA namespace (no include guard on purpose).
+
+template <class T>
+struct Scalar {
+  using value_type = T;
+  using M = bool;
+  static constexpr int N = 1;
+  T v;
+
+  static Scalar load(const T* p) { return {*p}; }
+  static void store(T* p, Scalar a) { *p = a.v; }
+  static Scalar set1(T a) { return {a}; }
+  static Scalar zero() { return {T(0)}; }
+  static Scalar load_strided(const T* p, index_t) { return {*p}; }
+  static Scalar add(Scalar a, Scalar b) { return {a.v + b.v}; }
+  static Scalar mul(Scalar a, Scalar b) { return {a.v * b.v}; }
+  static Scalar div(Scalar a, Scalar b) { return {a.v / b.v}; }
+  // a > b or a is NaN: the max-pooling scan rule.
+  static M gt_or_nan(Scalar a, Scalar b) { return a.v > b.v || a.v != a.v; }
+  static M eq(Scalar a, Scalar b) { return a.v == b.v; }
+  static Scalar select(M m, Scalar a, Scalar b) { return m ? a : b; }
+  static void stream(T* p, Scalar a) { *p = a.v; }
+};

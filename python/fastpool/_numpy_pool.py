@@ -1,0 +1,206 @@
+"""Plain-NumPy max/avg pooling, forward and backward: the benchmarks' baseline.
+
+Used by ``python -m fastpool`` and ``asv_bench/compare.py`` as the "NumPy" speed
+baseline and to check fastpool's results; the test suite has its own reference in
+``tests/``. Same arguments and semantics as :mod:`fastpool.pooling` (padding as an
+int, per-axis ints, ``((before, after), ...)`` pairs, ``"valid"`` or ``"same"``),
+batched inputs only.
+
+Method: pad once, then loop over the kernel taps. Tap ``j`` of every window along an
+axis is the strided slice ``padded[j*d : j*d + (O-1)*s + 1 : s]``, so each tap is one
+vectorised NumPy operation over the whole output. The backward adds each tap's share
+of the gradient into the same strided slice of a padded gradient, then crops it.
+Max ties go to the first tap in row-major window order, and a NaN wins, the last one
+in that order (PyTorch's rule). Padding never wins.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, List, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward"]
+
+
+def _tuple(v: Any, rank: int) -> Tuple[int, ...]:
+    if isinstance(v, (int, np.integer)):
+        return (int(v),) * rank
+    v = tuple(int(i) for i in v)
+    if len(v) != rank:
+        raise ValueError(f"expected {rank} values, got {v}")
+    return v
+
+
+class _Geom:
+    """Per-axis geometry, and the index tuples of the taps in an array's layout."""
+
+    def __init__(self, shape, kernel_size, stride, padding, dilation, ceil_mode, layout):
+        rank = len(kernel_size) if isinstance(kernel_size, Sequence) else len(shape) - 2
+        if len(shape) != rank + 2:
+            raise ValueError(f"expected a batched {rank}D input, got shape {tuple(shape)}")
+        self.cl = layout == "channels_last"
+        self.axes = list(range(1, rank + 1)) if self.cl else list(range(2, rank + 2))
+        self.ndim = rank + 2
+        self.I = tuple(shape[a] for a in self.axes)
+        self.k = _tuple(kernel_size, rank)
+        self.s = self.k if stride is None else _tuple(stride, rank)
+        self.d = _tuple(dilation, rank)
+        self.is_same = isinstance(padding, str) and padding.lower() != "valid"
+        if isinstance(padding, str):
+            pads = []
+            for i, k, s, d in zip(self.I, self.k, self.s, self.d):
+                o = -(-i // s)
+                p = max(0, (o - 1) * s + d * (k - 1) + 1 - i) if self.is_same else 0
+                pads.append((p // 2, p - p // 2) if padding.lower() == "same" else (p - p // 2, p // 2))
+        elif isinstance(padding, Sequence) and any(isinstance(p, Sequence) for p in padding):
+            pads = [tuple(p) if isinstance(p, Sequence) else (p, p) for p in padding]
+        else:
+            pads = [(p, p) for p in _tuple(padding, rank)]
+        self.pads = [(int(b), int(a)) for b, a in pads]
+        self.O = []
+        for i, k, s, d, (pb, pe) in zip(self.I, self.k, self.s, self.d, self.pads):
+            span = i + pb + pe - d * (k - 1) - 1
+            o = (-(-span // s) if ceil_mode else span // s) + 1
+            if ceil_mode and (o - 1) * s >= i + pb:
+                o -= 1
+            if o < 1:
+                raise ValueError("empty output")
+            self.O.append(o)
+        # Padded extent: the explicit padding plus any ceil-mode overhang on the right.
+        self.ext = [max(i + pb + pe, (o - 1) * s + d * (k - 1) + 1)
+                    for i, o, s, d, k, (pb, pe) in zip(self.I, self.O, self.s, self.d, self.k, self.pads)]
+
+    def out_shape(self, shape) -> Tuple[int, ...]:
+        shape = list(shape)
+        for a, o in zip(self.axes, self.O):
+            shape[a] = o
+        return tuple(shape)
+
+    def padded_shape(self, shape) -> Tuple[int, ...]:
+        shape = list(shape)
+        for a, e in zip(self.axes, self.ext):
+            shape[a] = e
+        return tuple(shape)
+
+    def interior(self) -> Tuple[slice, ...]:
+        """Index of the input inside a padded array."""
+        idx = [slice(None)] * self.ndim
+        for a, i, (pb, _) in zip(self.axes, self.I, self.pads):
+            idx[a] = slice(pb, pb + i)
+        return tuple(idx)
+
+    def taps(self) -> List[Tuple[slice, ...]]:
+        """One index tuple per kernel tap, in row-major window order."""
+        out = []
+        for js in itertools.product(*(range(k) for k in self.k)):
+            idx = [slice(None)] * self.ndim
+            for a, j, o, s, d in zip(self.axes, js, self.O, self.s, self.d):
+                idx[a] = slice(j * d, j * d + (o - 1) * s + 1, s)
+            out.append(tuple(idx))
+        return out
+
+    def spatial_mask(self, include_pad: bool) -> np.ndarray:
+        """Padded-extent boolean mask, broadcastable to the data: True inside the input
+        (or inside the explicitly padded extent with ``include_pad``)."""
+        shape = [1] * self.ndim
+        for a, e in zip(self.axes, self.ext):
+            shape[a] = e
+        m = np.zeros(shape, dtype=bool)
+        idx = [slice(None)] * self.ndim
+        for a, i, (pb, pe) in zip(self.axes, self.I, self.pads):
+            idx[a] = slice(0, pb + i + pe) if include_pad else slice(pb, pb + i)
+        m[tuple(idx)] = True
+        return m
+
+
+def _padded(x: np.ndarray, g: _Geom, fill: float) -> np.ndarray:
+    xp = np.empty(g.padded_shape(x.shape), dtype=x.dtype)
+    if xp.shape != x.shape:
+        xp.fill(fill)
+    xp[g.interior()] = x
+    return xp
+
+
+def _max_padded(x, g: _Geom):
+    xp = _padded(x, g, -np.inf)
+    taps = g.taps()
+    y = xp[taps[0]].copy()
+    for t in taps[1:]:
+        np.maximum(y, xp[t], out=y)  # propagates NaN
+    return xp, y
+
+
+def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+             layout="channels_first"):
+    """Max pooling; see :func:`fastpool.max_pool`."""
+    g = _Geom(x.shape, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    return _max_padded(x, g)[1]
+
+
+def max_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                      ceil_mode=False, layout="channels_first"):
+    """Gradient of :func:`max_pool` (argmax recomputed from ``x``)."""
+    g = _Geom(x.shape, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    xp, y = _max_padded(x, g)
+    valid = g.spatial_mask(include_pad=False) if xp.shape != x.shape else None
+    gp = np.zeros(xp.shape, dtype=grad_output.dtype)
+    todo = np.ones(y.shape, dtype=bool)  # windows whose argmax is not found yet
+    hit = np.empty(y.shape, dtype=bool)
+    taps = g.taps()
+    # The first tap equal to the maximum wins; then, in NaN windows (no tap equals a
+    # NaN), the last NaN: the first one scanning the taps backwards.
+    for order, match in ((taps, lambda v: np.equal(v, y, out=hit)),
+                         (taps[::-1], lambda v: np.isnan(v, out=hit))):
+        for t in order:
+            match(xp[t])
+            if valid is not None:
+                hit &= valid[t]  # padding never wins
+            hit &= todo
+            todo ^= hit
+            np.add(gp[t], grad_output, out=gp[t], where=hit)
+        if not todo.any():
+            break
+    return np.ascontiguousarray(gp[g.interior()])
+
+
+def _divisor(g: _Geom, count_include_pad, divisor_override, dtype) -> np.ndarray:
+    """Per-window divisor, broadcastable to the output (spatial axes only)."""
+    if count_include_pad is None:
+        count_include_pad = not g.is_same
+    shape = [1] * g.ndim
+    for a, o in zip(g.axes, g.O):
+        shape[a] = o
+    if divisor_override is not None:
+        return np.full(shape, divisor_override, dtype=dtype)
+    m = g.spatial_mask(bool(count_include_pad))
+    count = np.zeros(shape, dtype=np.int64)
+    for t in g.taps():
+        count += m[t]
+    return np.maximum(count, 1).astype(dtype)  # an empty window gives 0 / 1 = 0
+
+
+def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=None,
+             divisor_override=None, dilation=1, layout="channels_first"):
+    """Average pooling; see :func:`fastpool.avg_pool`."""
+    g = _Geom(x.shape, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    xp = _padded(x, g, 0.0)
+    taps = g.taps()
+    y = xp[taps[0]].copy()
+    for t in taps[1:]:
+        y += xp[t]
+    y /= _divisor(g, count_include_pad, divisor_override, x.dtype)
+    return y
+
+
+def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, padding=0,
+                      ceil_mode=False, count_include_pad=None, divisor_override=None, dilation=1,
+                      layout="channels_first"):
+    """Gradient of :func:`avg_pool` with respect to its input of shape ``input_shape``."""
+    g = _Geom(tuple(input_shape), kernel_size, stride, padding, dilation, ceil_mode, layout)
+    share = grad_output / _divisor(g, count_include_pad, divisor_override, grad_output.dtype)
+    gp = np.zeros(g.padded_shape(tuple(input_shape)), dtype=grad_output.dtype)
+    for t in g.taps():
+        gp[t] += share
+    return np.ascontiguousarray(gp[g.interior()])

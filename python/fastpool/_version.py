@@ -1,0 +1,3 @@
+from . import _core
+
+__version__: str = _core.__version__
