@@ -14,17 +14,12 @@ import numpy as np
 import pytest
 
 import fastpool
-from fastpool import _core
-
-AVAILABLE_SIMD = fastpool.available_simd()
-# Compiled paths first, then anything available that is not listed as compiled.
-SIMD_PATHS = list(_core.compiled_simd()) + [s for s in AVAILABLE_SIMD if s not in _core.compiled_simd()]
-THREAD_COUNTS = (1, 2)
+from pool_cases import AVAILABLE_SIMD, SIMD_PATHS, THREAD_COUNTS
 
 
 def pytest_report_header(config):
-    return [f"fastpool {fastpool.__version__}: SIMD paths available {AVAILABLE_SIMD}, "
-            f"compiled {list(_core.compiled_simd())}, default {fastpool.get_simd()}"]
+    return [f"fastpool {fastpool.__version__}: SIMD paths compiled {SIMD_PATHS}, available "
+            f"{AVAILABLE_SIMD}, in use {fastpool.get_simd()}, threads {fastpool.get_num_threads()}"]
 
 
 @pytest.fixture(params=SIMD_PATHS, ids=[f"simd={s}" for s in SIMD_PATHS])

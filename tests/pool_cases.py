@@ -6,13 +6,17 @@ data are derived from a hash of its id, so a failing case reruns identically alo
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pytest
+from hypothesis import assume
+from hypothesis import strategies as st
 
+import fastpool
 import reference as ref
 
 DTYPES = (np.float32, np.float64)
@@ -201,15 +205,16 @@ def make_data(rng: np.random.Generator, shape, dtype, kind: str) -> np.ndarray:
     """Input data of a given kind.
 
     normal   standard normal: no ties.
-    ints     multiples of 1/4 in [-1, 1]: many ties, and sums that are exact in
-             float32, so an average has a single correct rounding.
+    ints     multiples of 1/4 in [-1, 1], zeros of both signs: many ties, and sums
+             that are exact in float32, so an average has one correct rounding.
     special  normal with NaN, +inf and -inf sprinkled in (about 8% each).
     neg_inf  -inf everywhere.
     """
     if kind == "normal":
         return rng.standard_normal(shape).astype(dtype)
     if kind == "ints":
-        return (rng.integers(-4, 5, size=shape) / 4).astype(dtype)
+        x = (rng.integers(-4, 5, size=shape) / 4).astype(dtype)
+        return np.where(rng.random(shape) < 0.5, x, -x)  # flips the sign of half the zeros
     if kind == "special":
         x = rng.standard_normal(shape).astype(dtype)
         u = rng.random(shape)
@@ -241,23 +246,129 @@ def geom_params(geoms: List[Geom] = GEOMS) -> List[Any]:
     return [pytest.param(g, id=f"{g.rank}d-{g.id}") for g in geoms]
 
 
-def with_layout(case: Case, layout: str) -> Case:
-    return replace(case, layout=layout)
+def views(x: np.ndarray):
+    """Non-contiguous views of the same values: (name, view), each equal to x."""
+    yield "fortran", np.asfortranarray(x)
+    big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+    big[..., ::2] = x
+    yield "strided", big[..., ::2]
+    rev = np.ascontiguousarray(x[..., ::-1])
+    yield "negative-stride", rev[..., ::-1]
+    flip = np.ascontiguousarray(x[:, ::-1])
+    yield "negative-stride-axis1", flip[:, ::-1]
+    ro = x.copy()
+    ro.flags.writeable = False
+    yield "read-only", ro
+
+
+
+@st.composite
+def geometries(draw):
+    """Random valid cases: rank 1-3, per-side padding, dilation, ceil mode, both layouts."""
+    rank = draw(st.integers(1, 3))
+    axes = [dict(i=draw(st.integers(1, 12)), k=draw(st.integers(1, 5)), s=draw(st.integers(1, 4)),
+                 d=draw(st.integers(1, 3)), pb=draw(st.integers(0, 3)), pe=draw(st.integers(0, 3)))
+            for _ in range(rank)]
+    geom = Geom(tuple(a["i"] for a in axes), tuple(a["k"] for a in axes), tuple(a["s"] for a in axes),
+                tuple((a["pb"], a["pe"]) for a in axes), tuple(a["d"] for a in axes), draw(st.booleans()))
+    try:
+        ref.make_geometry(geom.spatial, **geom.kwargs())
+    except ValueError:
+        assume(False)
+    layout = draw(st.sampled_from(["channels_first", "channels_last"]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return Case(geom, layout, dtype, draw(st.integers(1, 2)), draw(st.integers(1, 20)))
+
+
+
+# Larger inputs: enough work that two threads really split it (the kernels stay on one
+# thread below about 2**15 elements), output rows wider than a column chunk (2048),
+# and every vector-body / tail combination.
+IDENTITY_CASES = [
+    Case(G((33, 67), 3, 2, 1), "channels_first", np.float32, 2, 17),
+    Case(G((33, 67), 3, 2, 1), "channels_last", np.float32, 2, 17),
+    Case(G((40, 203), (3, 5), 1, (1, 2)), "channels_first", np.float32, 1, 9),
+    Case(G((40, 203), (3, 5), 1, (1, 2)), "channels_first", np.float64, 1, 9),
+    Case(G((24, 70), 2, 2, ceil_mode=True), "channels_last", np.float64, 2, 37),
+    Case(G((37, 131), 3, 3, 1, dilation=2, ceil_mode=True), "channels_first", np.float32, 1, 5),
+    Case(G((37, 131), 3, 3, 1, dilation=2, ceil_mode=True), "channels_last", np.float32, 1, 35),
+    Case(G((19, 37), (7, 9), 1, (3, 4)), "channels_first", np.float64, 2, 6),
+    Case(G((80, 20), (9, 3), 1, (4, 1), dilation=(9, 1)), "channels_first", np.float32, 1, 3),
+    Case(G((2500,), 7, 2, 3), "channels_first", np.float32, 3, 11),
+    Case(G((4500,), 3, 1, 1), "channels_first", np.float64, 2, 5),
+    Case(G((2, 2100), (2, 3), 1, ((1, 0), (0, 2))), "channels_first", np.float32, 1, 7),
+    Case(G((9, 17, 31), 3, 2, 1), "channels_first", np.float32, 2, 7),
+    Case(G((9, 17, 31), 3, 2, 1), "channels_last", np.float64, 2, 19),
+    Case(G((10, 12, 45), (2, 3, 3), 1, ((1, 0), 1, 1), dilation=(2, 1, 1), ceil_mode=True),
+         "channels_first", np.float64, 1, 3),
+    Case(G((12, 40, 23), (3, 3, 3), 1, 0, dilation=(1, 5, 1)), "channels_first", np.float32, 1, 4),
+]
+
+
+# ------------------------------------------------------------------------- backends
+
+_COMPILED = list(fastpool._core.compiled_simd())
+AVAILABLE_SIMD = fastpool.available_simd()
+# Compiled paths, then anything available that is not listed as compiled.
+SIMD_PATHS = _COMPILED + [s for s in AVAILABLE_SIMD if s not in _COMPILED]
+THREAD_COUNTS = (1, 2)
+BASELINE = ("scalar", 1)
+
+
+def other_backends() -> List[Any]:
+    """(SIMD path, threads) params other than the scalar single-thread baseline; the best
+    path also with 3 threads, which splits work at other boundaries."""
+    combos = [(s, t) for s in SIMD_PATHS for t in THREAD_COUNTS if (s, t) != BASELINE]
+    combos.append((SIMD_PATHS[-1], 3))
+    return [pytest.param(s, t, id=f"simd={s}-threads={t}") for s, t in combos]
+
+
+@contextlib.contextmanager
+def running_on(simd_name: str, n_threads: int) -> Iterator[None]:
+    if simd_name not in AVAILABLE_SIMD:
+        pytest.skip(f"SIMD path {simd_name!r} is compiled in but not supported by this CPU")
+    with fastpool.simd(simd_name), fastpool.threads(n_threads):
+        yield
+
+
+# ------------------------------------------------------------------------- caching
+
+_CACHE: Dict[Tuple[Any, ...], Any] = {}
+
+
+def cached(key: Tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """Memoizes reference results: the backend fixtures rerun a case several times."""
+    if key not in _CACHE:
+        _CACHE[key] = compute()
+    return _CACHE[key]
 
 
 # ------------------------------------------------------------------------- comparisons
 
 
+def _check_specials(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """NaN and signed infinities must sit at the same places; returns the finite mask."""
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    for name, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        a, e = test(actual), test(expected)
+        if not np.array_equal(a, e):
+            where = tuple(np.argwhere(a != e)[0])
+            raise AssertionError(f"{name} pattern differs, first at {where}: actual "
+                                 f"{actual[where]!r}, expected {expected[where]!r}")
+    return np.isfinite(expected)
+
+
 def assert_close_to_sum(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray) -> None:
-    """|actual - expected| <= rtol * magnitude, where magnitude is the same operator
-    applied to |terms| (the natural bound of a floating-point sum), and equal dtypes
-    and shapes."""
-    assert actual.dtype == expected.dtype
-    assert actual.shape == expected.shape
+    """Average pooling check: NaN/inf at the same places, elsewhere
+    ``|actual - expected| <= rtol * magnitude`` where ``magnitude`` is the same operator
+    applied to the absolute values of the terms (the natural error bound of a sum), and
+    rtol is 1e-6 for float32, 1e-12 for float64."""
+    fin = _check_specials(actual, expected)
     rtol = RTOL[np.dtype(actual.dtype)]
-    tol = rtol * np.abs(magnitude) + np.finfo(actual.dtype).tiny
+    tol = rtol * np.abs(magnitude.astype(np.float64)) + np.finfo(actual.dtype).tiny
     err = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-    bad = ~(err <= tol) & ~(np.isnan(actual) & np.isnan(expected)) & ~(actual == expected)
+    bad = fin & ~(err <= tol)
     if bad.any():
         where = tuple(np.argwhere(bad)[0])
         raise AssertionError(
@@ -265,31 +376,22 @@ def assert_close_to_sum(actual: np.ndarray, expected: np.ndarray, magnitude: np.
             f"actual {actual[where]!r}, expected {expected[where]!r}, tolerance {tol[where]:.3g}")
 
 
-def assert_bitwise_equal(actual: np.ndarray, expected: np.ndarray) -> None:
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape
-    a = np.ascontiguousarray(actual).view(np.uint8)
-    e = np.ascontiguousarray(expected).view(np.uint8)
-    if not np.array_equal(a, e):
-        diff = np.flatnonzero((np.ascontiguousarray(actual).reshape(-1).view(
-            f"u{actual.dtype.itemsize}") != np.ascontiguousarray(expected).reshape(-1).view(
-            f"u{actual.dtype.itemsize}")))
+def assert_bitwise_equal(actual: np.ndarray, expected: np.ndarray, what: str = "") -> None:
+    """Same dtype, shape and bytes (so also the same NaN payloads and signed zeros)."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape, what
+    ua = np.ascontiguousarray(actual).reshape(-1).view(f"u{actual.dtype.itemsize}")
+    ue = np.ascontiguousarray(expected).reshape(-1).view(f"u{expected.dtype.itemsize}")
+    diff = np.flatnonzero(ua != ue)
+    if diff.size:
         i = diff[0]
         raise AssertionError(
-            f"{diff.size} of {actual.size} elements differ bitwise; first at flat {i}: "
+            f"{what}: {diff.size} of {actual.size} elements differ bitwise; first at flat {i}: "
             f"{actual.reshape(-1)[i]!r} vs {expected.reshape(-1)[i]!r}")
 
 
-def iter_backends(available: List[str]) -> Iterator[Tuple[str, int]]:
-    for name in available:
-        for t in (1, 2):
-            yield name, t
-
-
-def first_valid_tap_ok(case: Case, indices: np.ndarray) -> Optional[str]:
-    """None if every index lies in its window's valid taps, else a message."""
-    g = ref.make_geometry(case.geom.spatial, **case.geom.kwargs())
-    valid, flat = ref._tap_tables(g)
-    ok = np.where(valid, flat, -1)
-    idx = np.moveaxis(indices, -1, 1) if case.layout == "channels_last" else indices
-    hit = (ok[None, None] == idx[..., None]).any(axis=-1)
-    return None if hit.all() else f"{int((~hit).sum())} indices outside their window"
+def assert_same_signs(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Max pooling returns an input element: its zero keeps the sign of the first maximum."""
+    bad = np.signbit(actual) != np.signbit(expected)
+    if bad.any():
+        where = tuple(np.argwhere(bad)[0])
+        raise AssertionError(f"sign differs at {where}: {actual[where]!r} vs {expected[where]!r}")

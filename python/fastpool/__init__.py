@@ -13,6 +13,7 @@ from ._config import (
     simd,
     threads,
 )
+from ._config import _apply_environment
 from ._version import __version__
 from .pooling import (
     avg_pool,
@@ -32,6 +33,8 @@ from .pooling import (
     max_pool3d_backward,
     max_pool_backward,
 )
+
+_apply_environment()
 
 __all__ = [
     "__version__",

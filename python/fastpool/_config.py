@@ -36,10 +36,7 @@ def _cpu_count() -> int:
 
 
 def _default_threads() -> int:
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return _cpu_count()
+    return int(_core.default_num_threads())  # OMP_NUM_THREADS, else the usable CPUs
 
 
 def _normalize(n: Optional[int]) -> int:
@@ -111,6 +108,19 @@ def simd(name: str) -> Iterator[str]:
         yield name
     finally:
         set_simd(previous)
+
+
+def _apply_environment() -> None:
+    """Honours FASTPOOL_SIMD at import; a bad value warns and keeps the best path."""
+    name = os.environ.get("FASTPOOL_SIMD", "").strip().lower()
+    if not name:
+        return
+    try:
+        _core.set_simd(name)
+    except ValueError as e:
+        import warnings
+
+        warnings.warn(f"FASTPOOL_SIMD={name!r} ignored: {e}", RuntimeWarning, stacklevel=3)
 
 
 def show_config() -> None:

@@ -56,17 +56,26 @@ struct SumRowOp {
     return sum;
   }
 
-  void hpass(const T* row, index_t c0, index_t c1, T* val, T*) const {
+  // Windows o..o+W::N-1, all inside the input.
+  template <class W>
+  void steady(const T* row, index_t o, T* val) const {
     const index_t s = aw.stride, d = aw.dilation, k = aw.kernel;
+    const T* p = row + aw.start(o);
+    W sum = W::load_strided(p, s);
+    for (index_t j = 1; j < k; ++j) sum = W::add(sum, W::load_strided(p + j * d, s));
+    W::store(val, sum);
+  }
+
+  void hpass(const T* row, index_t c0, index_t c1, T* val, T*) const {
     const index_t a = imin(imax(lo, c0), c1), b = imin(imax(hi, a), c1);
     index_t o = c0;
     for (; o < a; ++o) val[o - c0] = window(row, o);
-    for (; o + V::N <= b; o += V::N) {
-      const T* p = row + aw.start(o);
-      V sum = V::load_strided(p, s);
-      for (index_t j = 1; j < k; ++j) sum = V::add(sum, V::load_strided(p + j * d, s));
-      V::store(val + (o - c0), sum);
+    for (; o + V::N <= b; o += V::N) steady<V>(row, o, val + (o - c0));
+    if (o < b && b - a >= V::N) {  // last block overlaps the previous one: same values again
+      steady<V>(row, b - V::N, val + (b - V::N - c0));
+      o = b;
     }
+    for (; o < b; ++o) steady<Scalar<T>>(row, o, val + (o - c0));
     for (; o < c1; ++o) val[o - c0] = window(row, o);
   }
 
@@ -166,25 +175,25 @@ bool avg_backward_cf(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions
 
 // ---------------------------------------------------------------- channels last
 
-template <class T, class W>
-inline W sum_pixel(const T* xn, const PoolGeometry& g, const index_t* f, const index_t* l,
-                   const index_t* st, index_t c) {
+// Sum over one output pixel's window for channels [c, c + U*W::N), U vectors at
+// a time.
+template <class T, class W, int U>
+inline void sum_pixel(const T* xn, const PoolGeometry& g, const index_t* f, const index_t* l,
+                      const index_t* st, index_t c, W* sum) {
   const AxisGeometry* ax = g.axis;
-  const index_t C = g.channels, H = ax[1].in, Wd = ax[2].in;
-  W sum = W::zero();
+  const index_t C = g.channels, H = ax[1].in, Wd = ax[2].in, dw = ax[2].dilation * C;
   bool first = true;
   for (index_t a = f[0]; a < l[0]; ++a) {
     const index_t id = st[0] + a * ax[0].dilation;
     for (index_t b = f[1]; b < l[1]; ++b) {
       const T* rp = xn + ((id * H + st[1] + b * ax[1].dilation) * Wd + st[2]) * C + c;
       for (index_t j = f[2]; j < l[2]; ++j) {
-        const W v = W::load(rp + j * ax[2].dilation * C);
-        sum = first ? v : W::add(sum, v);
+        const T* p = rp + j * dw;
+        for (int u = 0; u < U; ++u) sum[u] = first ? W::load(p + u * W::N) : W::add(sum[u], W::load(p + u * W::N));
         first = false;
       }
     }
   }
-  return sum;
 }
 
 template <class T>
@@ -204,10 +213,18 @@ bool avg_forward_cl(const T* x, T* y, const PoolGeometry& g, const AvgOptions& o
         index_t f[3], l[3], st[3];
         pixel_window(g, od, oh, ow, f, l, st);
         T* yp = y + (row * ow_n + ow) * C;
-        const V dvec = V::set1(T(dv.at(od, oh, ow)));
+        const T div = T(dv.at(od, oh, ow));
+        auto emit = [&](auto tag, auto n_vec, index_t c) {
+          using W = decltype(tag);
+          constexpr int U = decltype(n_vec)::value;
+          W sum[U];
+          sum_pixel<T, W, U>(xn, g, f, l, st, c, sum);
+          for (int u = 0; u < U; ++u) W::store(yp + c + u * W::N, W::div(sum[u], W::set1(div)));
+        };
         index_t c = 0;
-        for (; c + V::N <= C; c += V::N) V::store(yp + c, V::div(sum_pixel<T, V>(xn, g, f, l, st, c), dvec));
-        for (; c < C; ++c) yp[c] = sum_pixel<T, S>(xn, g, f, l, st, c).v / T(dv.at(od, oh, ow));
+        for (; c + 4 * V::N <= C; c += 4 * V::N) emit(V{}, Int<4>{}, c);
+        for (; c + V::N <= C; c += V::N) emit(V{}, Int<1>{}, c);
+        for (; c < C; ++c) emit(S{}, Int<1>{}, c);
       }
     }
   });

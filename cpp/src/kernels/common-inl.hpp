@@ -3,6 +3,11 @@
 // Included inside an ISA namespace: everything here is compiled per ISA, so no
 // std:: templates (the linker could merge an AVX-512 instance into the baseline).
 
+template <int K>
+struct Int {
+  static constexpr int value = K;
+};
+
 inline index_t imin(index_t a, index_t b) { return a < b ? a : b; }
 inline index_t imax(index_t a, index_t b) { return a > b ? a : b; }
 

@@ -35,25 +35,34 @@ struct MaxRowOp {
     if (kTaps) tap = T(bt);
   }
 
-  void hpass(const T* row, index_t c0, index_t c1, T* val, T* tap) const {
+  // Windows o..o+W::N-1, all inside the input.
+  template <class W>
+  void steady(const T* row, index_t o, T* val, T* tap) const {
     const index_t s = aw.stride, d = aw.dilation, k = aw.kernel;
+    const T* p = row + aw.start(o);
+    W best = W::load_strided(p, s);
+    W bt = W::zero();
+    for (index_t j = 1; j < k; ++j) {
+      const W v = W::load_strided(p + j * d, s);
+      const typename W::M m = W::gt_or_nan(v, best);
+      best = W::select(m, v, best);
+      if (kTaps) bt = W::select(m, W::set1(T(j)), bt);
+    }
+    W::store(val, best);
+    if (kTaps) W::store(tap, bt);
+  }
+
+  void hpass(const T* row, index_t c0, index_t c1, T* val, T* tap) const {
     const index_t a = imin(imax(lo, c0), c1), b = imin(imax(hi, a), c1);
     T dummy;
     index_t o = c0;
     for (; o < a; ++o) window(row, o, val[o - c0], kTaps ? tap[o - c0] : dummy);
-    for (; o + V::N <= b; o += V::N) {
-      const T* p = row + aw.start(o);
-      V best = V::load_strided(p, s);
-      V bt = V::zero();
-      for (index_t j = 1; j < k; ++j) {
-        const V v = V::load_strided(p + j * d, s);
-        const typename V::M m = V::gt_or_nan(v, best);
-        best = V::select(m, v, best);
-        if (kTaps) bt = V::select(m, V::set1(T(j)), bt);
-      }
-      V::store(val + (o - c0), best);
-      if (kTaps) V::store(tap + (o - c0), bt);
+    for (; o + V::N <= b; o += V::N) steady<V>(row, o, val + (o - c0), kTaps ? tap + (o - c0) : nullptr);
+    if (o < b && b - a >= V::N) {  // last block overlaps the previous one: same values again
+      steady<V>(row, b - V::N, val + (b - V::N - c0), kTaps ? tap + (b - V::N - c0) : nullptr);
+      o = b;
     }
+    for (; o < b; ++o) steady<S>(row, o, val + (o - c0), kTaps ? tap + (o - c0) : nullptr);
     for (; o < c1; ++o) window(row, o, val[o - c0], kTaps ? tap[o - c0] : dummy);
   }
 
@@ -76,6 +85,8 @@ struct MaxRowOp {
   void fold(T* av, T* at, T* ar, const T* hv, const T* ht, index_t r, index_t n) const {
     index_t i = 0;
     for (; i + V::N <= n; i += V::N) fold_lanes<V>(av, at, ar, hv, ht, T(r), i);
+    // Folding a lane twice gives the same result, so the tail re-folds an overlapping block.
+    if (i < n && n >= V::N) i = (fold_lanes<V>(av, at, ar, hv, ht, T(r), n - V::N), n);
     for (; i < n; ++i) fold_lanes<S>(av, at, ar, hv, ht, T(r), i);
   }
 };
@@ -178,14 +189,15 @@ bool max_backward_cf(const T* gy, const T* x, T* gx, const PoolGeometry& g, int 
 
 // ---------------------------------------------------------------- channels last
 
-// Max over one output pixel's window for channels [c, c + W::N): vectorized across
-// channels. bt gets the winning tap, numbered over the full window.
-template <class T, class W, bool kTaps>
+// Max over one output pixel's window for channels [c, c + U*W::N): vectorized
+// across channels, U vectors at a time so that U loads are in flight per tap.
+// bt gets the winning tap, numbered over the full window.
+template <class T, class W, int U, bool kTaps>
 inline void max_pixel(const T* xn, const PoolGeometry& g, const index_t* f, const index_t* l,
-                      const index_t* st, index_t c, W& best, W& bt) {
+                      const index_t* st, index_t c, W* best, W* bt) {
   const AxisGeometry* ax = g.axis;
   const index_t C = g.channels, H = ax[1].in, Wd = ax[2].in;
-  const index_t KH = ax[1].kernel, KW = ax[2].kernel;
+  const index_t KH = ax[1].kernel, KW = ax[2].kernel, dw = ax[2].dilation * C;
   bool first = true;
   for (index_t a = f[0]; a < l[0]; ++a) {
     const index_t id = st[0] + a * ax[0].dilation;
@@ -193,15 +205,21 @@ inline void max_pixel(const T* xn, const PoolGeometry& g, const index_t* f, cons
       const index_t ih = st[1] + b * ax[1].dilation;
       const T* rp = xn + ((id * H + ih) * Wd + st[2]) * C + c;
       for (index_t j = f[2]; j < l[2]; ++j) {
-        const W v = W::load(rp + j * ax[2].dilation * C);
+        const T* p = rp + j * dw;
+        const W t = W::set1(T((a * KH + b) * KW + j));
         if (first) {
-          best = v;
-          if (kTaps) bt = W::set1(T((a * KH + b) * KW + j));
+          for (int u = 0; u < U; ++u) {
+            best[u] = W::load(p + u * W::N);
+            if (kTaps) bt[u] = t;
+          }
           first = false;
         } else {
-          const typename W::M m = W::gt_or_nan(v, best);
-          best = W::select(m, v, best);
-          if (kTaps) bt = W::select(m, W::set1(T((a * KH + b) * KW + j)), bt);
+          for (int u = 0; u < U; ++u) {
+            const W v = W::load(p + u * W::N);
+            const typename W::M m = W::gt_or_nan(v, best[u]);
+            best[u] = W::select(m, v, best[u]);
+            if (kTaps) bt[u] = W::select(m, t, bt[u]);
+          }
         }
       }
     }
@@ -241,23 +259,24 @@ bool max_forward_cl(const T* x, T* y, std::int64_t* idx, const PoolGeometry& g, 
         index_t f[3], l[3], st[3];
         pixel_window(g, od, oh, ow, f, l, st);
         const index_t out = ((row * ow_n) + ow) * C;
-        index_t c = 0;
-        for (; c + V::N <= C; c += V::N) {
-          V best, bt;
-          max_pixel<T, V, kIdx>(xn, g, f, l, st, c, best, bt);
-          V::store(y + out + c, best);
-          if (kIdx) {
-            alignas(64) T taps[V::N];
-            V::store(taps, bt);
-            for (int i = 0; i < V::N; ++i) idx[out + c + i] = tap_index(g, st, index_t(taps[i]));
+        auto emit = [&](auto tag, auto n_vec, index_t c) {
+          using W = decltype(tag);
+          constexpr int U = decltype(n_vec)::value;
+          W best[U], bt[U];
+          max_pixel<T, W, U, kIdx>(xn, g, f, l, st, c, best, bt);
+          for (int u = 0; u < U; ++u) {
+            W::store(y + out + c + u * W::N, best[u]);
+            if (kIdx) {
+              alignas(64) T taps[W::N];
+              W::store(taps, bt[u]);
+              for (int i = 0; i < W::N; ++i) idx[out + c + u * W::N + i] = tap_index(g, st, index_t(taps[i]));
+            }
           }
-        }
-        for (; c < C; ++c) {
-          S best, bt;
-          max_pixel<T, S, kIdx>(xn, g, f, l, st, c, best, bt);
-          y[out + c] = best.v;
-          if (kIdx) idx[out + c] = tap_index(g, st, index_t(bt.v));
-        }
+        };
+        index_t c = 0;
+        for (; c + 4 * V::N <= C; c += 4 * V::N) emit(V{}, Int<4>{}, c);
+        for (; c + V::N <= C; c += V::N) emit(V{}, Int<1>{}, c);
+        for (; c < C; ++c) emit(S{}, Int<1>{}, c);
       }
     }
   });
@@ -301,7 +320,7 @@ bool max_backward_cl(const T* gy, const T* x, T* gx, const PoolGeometry& g, int 
                        const T* gsrc) {
         using W = decltype(best_tag);
         W best, bt;
-        max_pixel<T, W, true>(xn, g, f, l, st, c, best, bt);
+        max_pixel<T, W, 1, true>(xn, g, f, l, st, c, &best, &bt);
         const W gv = W::load(gsrc);
         for (index_t a = f[0]; a < l[0]; ++a) {
           const index_t id = st[0] + a * g.axis[0].dilation;

@@ -19,6 +19,6 @@ struct Scalar {
   // a > b or a is NaN: the max-pooling scan rule.
   static M gt_or_nan(Scalar a, Scalar b) { return a.v > b.v || a.v != a.v; }
   static M eq(Scalar a, Scalar b) { return a.v == b.v; }
-  static Scalar select(M m, Scalar a, Scalar b) { return m ? a : b; }
+  static Scalar select(M m, Scalar a, Scalar b) { return {m ? a.v : b.v}; }
   static void stream(T* p, Scalar a) { *p = a.v; }
 };

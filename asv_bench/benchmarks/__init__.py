@@ -1,0 +1,1 @@
+"""asv benchmarks for fastpool (see asv_bench/asv.conf.json)."""

@@ -1,0 +1,370 @@
+#!/usr/bin/env python
+"""fastpool against its peers, in one run, interleaved.
+
+    python asv_bench/compare.py [--quick] [--json out.json] [--threads 1 2] [--repeats R]
+
+For each case, layout, thread count and direction, every contender is called once
+per round (after one warm-up call each), so a change in the machine's memory
+bandwidth, which on our 2-core machines moves in phases of seconds, hits all of
+them alike; the medians are reported. Contenders:
+
+* fastpool, with a fresh output every call and with ``out=`` reusing one buffer;
+* PyTorch (``torch.nn.functional``; forward under ``no_grad``; backward through
+  autograd, timing ``.backward()`` only, its forward runs untimed before each call;
+  ``torch.set_num_threads``);
+* ONNX Runtime (forward only; needs ``onnx`` to build the model; channels_last is
+  NCHW pooling between two Transpose nodes, which ORT's layout optimizer may remove)
+  and JAX (``lax.reduce_window`` under ``jit``, backward by ``jax.vjp``; XLA picks
+  its own thread count), each if importable;
+* the plain-NumPy baseline (single-threaded: timed only in the 1-thread rows, its
+  time reused for the ratios of the other rows);
+* a copy roofline: ``np.copyto`` of an array the size of the input (at 2 threads
+  the two halves are copied by two Python threads; NumPy releases the GIL).
+
+GB/s count the bytes an operator must read and write (forward: x and y; max
+backward: grad_output, x and grad_x; avg backward: grad_output and grad_x);
+"roof" is fastpool's GB/s over the copy's (read + write) GB/s measured in the same
+rounds; "x" columns are the peer's time over fastpool's (> 1: fastpool faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+import fastpool
+from fastpool import _numpy_pool as npool
+
+# (operator, channels_first shape, keyword arguments)
+CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
+    ("max_pool2d", (32, 64, 112, 112), dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool2d", (16, 128, 112, 112), dict(kernel_size=2, stride=2, padding=0)),
+    ("max_pool2d", (32, 96, 55, 55), dict(kernel_size=3, stride=2, padding=0)),
+    ("max_pool1d", (64, 256, 4096), dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool3d", (8, 32, 16, 56, 56), dict(kernel_size=3, stride=2, padding=1)),
+    ("avg_pool2d", (32, 64, 56, 56), dict(kernel_size=3, stride=1, padding=1, count_include_pad=False)),
+    ("avg_pool2d", (32, 256, 28, 28), dict(kernel_size=2, stride=2, padding=0)),
+]
+QUICK_CASES = (0, 5)  # ResNet-50 stem max pool and the 3x3/1 average pool
+LAYOUTS = ("channels_first", "channels_last")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Contender:
+    """A timed callable; ``prepare`` (untimed) runs before each call and feeds it."""
+
+    def __init__(self, name: str, run: Callable, prepare: Optional[Callable] = None,
+                 reps: Optional[int] = None, warmup: bool = True) -> None:
+        self.name, self.run, self.prepare = name, run, prepare
+        self.reps, self.warmup = reps, warmup
+        self.samples: List[float] = []
+
+    def once(self) -> float:
+        state = self.prepare() if self.prepare is not None else None
+        t0 = time.perf_counter()
+        self.run(state) if self.prepare is not None else self.run()
+        return time.perf_counter() - t0
+
+    @property
+    def ms(self) -> Optional[float]:
+        return statistics.median(self.samples) * 1e3 if self.samples else None
+
+
+def interleave(contenders: List[Contender], repeats: int) -> None:
+    alive = []
+    for c in contenders:
+        try:
+            if c.warmup:
+                c.once()
+            alive.append(c)
+        except Exception as e:  # an optional peer failing must not stop the run
+            log(f"  {c.name}: {type(e).__name__}: {e} (skipped)")
+    for _ in range(repeats):
+        for c in alive:
+            if len(c.samples) < (c.reps or repeats):
+                c.samples.append(c.once())
+
+
+# --- the peers -------------------------------------------------------------------
+
+def cl_perm(rank: int) -> Tuple[int, ...]:
+    """Axes of a channels_last array seen as channels_first (N, C, *spatial)."""
+    return (0, rank + 1) + tuple(range(1, rank + 1))
+
+
+def torch_contenders(torch: Any, op: str, x: np.ndarray, g: np.ndarray, layout: str,
+                     kw: Dict[str, Any], direction: str) -> Contender:
+    fn = getattr(torch.nn.functional, op)
+    rank = x.ndim - 2
+
+    def as_torch(a: np.ndarray) -> Any:
+        t = torch.from_numpy(a)
+        return t.permute(cl_perm(rank)) if layout == "channels_last" else t
+
+    xt, gt = as_torch(x), as_torch(g)
+    if direction == "fwd":
+        def fwd() -> Any:
+            with torch.no_grad():
+                return fn(xt, **kw)
+        return Contender("torch", fwd)
+    xg = xt.detach().requires_grad_(True)
+
+    def prepare() -> Any:
+        xg.grad = None  # a fresh gradient every call, as fastpool's without out=
+        return fn(xg, **kw)
+    return Contender("torch", lambda y: y.backward(gt), prepare)
+
+
+def ort_session(op: str, x: np.ndarray, kw: Dict[str, Any], layout: str, threads: int) -> Callable:
+    import onnx  # noqa: F401  (onnxruntime needs a serialized model)
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    rank = x.ndim - 2
+    k, s, p = (kw["kernel_size"],) * rank, (kw["stride"],) * rank, (kw["padding"],) * rank
+    attrs: Dict[str, Any] = dict(kernel_shape=list(k), strides=list(s), pads=list(p) * 2)
+    if op.startswith("avg"):
+        attrs["count_include_pad"] = int(kw.get("count_include_pad", True))
+    nodes, src, dst = [], "X", "Y"
+    if layout == "channels_last":
+        nodes.append(helper.make_node("Transpose", ["X"], ["Xt"], perm=list(cl_perm(rank))))
+        src, dst = "Xt", "Yt"
+    nodes.append(helper.make_node("MaxPool" if op.startswith("max") else "AveragePool", [src], [dst], **attrs))
+    if layout == "channels_last":
+        nodes.append(helper.make_node("Transpose", ["Yt"], ["Y"], perm=[0] + list(range(2, rank + 2)) + [1]))
+    graph = helper.make_graph(
+        nodes, "pool", [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no stolen cycles
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return lambda: sess.run(None, {"X": x})
+
+
+def jax_functions(op: str, x: np.ndarray, g: np.ndarray, kw: Dict[str, Any], layout: str
+                  ) -> Tuple[Callable, Callable]:
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    rank = x.ndim - 2
+    k, s, p = [kw["kernel_size"]] * rank, [kw["stride"]] * rank, [(kw["padding"],) * 2] * rank
+    if layout == "channels_last":
+        win, st, pad = (1, *k, 1), (1, *s, 1), [(0, 0), *p, (0, 0)]
+    else:
+        win, st, pad = (1, 1, *k), (1, 1, *s), [(0, 0), (0, 0), *p]
+
+    def pool(a: Any) -> Any:
+        if op.startswith("max"):
+            return lax.reduce_window(a, -jnp.inf, lax.max, win, st, pad)
+        total = lax.reduce_window(a, 0.0, lax.add, win, st, pad)
+        if kw.get("count_include_pad", True):
+            return total / float(np.prod(k))
+        ones = jnp.ones((1,) * a.ndim, a.dtype)
+        ones = jnp.broadcast_to(ones, tuple(1 if w == 1 else n for w, n in zip(win, a.shape)))
+        return total / lax.reduce_window(ones, 0.0, lax.add, win, st, pad)
+
+    fwd = jax.jit(pool)
+    bwd = jax.jit(lambda a, b: jax.vjp(pool, a)[1](b)[0])
+    xj, gj = jax.device_put(x), jax.device_put(g)
+    return (lambda: fwd(xj).block_until_ready()), (lambda: bwd(xj, gj).block_until_ready())
+
+
+# --- the roofline ------------------------------------------------------------------
+
+class Copier:
+    """np.copyto of an input-sized array on 1 or 2 threads (halves, GIL released)."""
+
+    def __init__(self, src: np.ndarray) -> None:
+        self.src = src.reshape(-1)
+        self.dst = np.empty_like(self.src)
+        self.dst.fill(0)  # fault the pages in outside the timing
+        half = self.src.size // 2
+        self.halves = [(self.dst[:half], self.src[:half]), (self.dst[half:], self.src[half:])]
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+
+    def run(self, threads: int) -> None:
+        if threads == 1:
+            np.copyto(self.dst, self.src)
+        else:
+            for f in [self.pool.submit(np.copyto, d, s) for d, s in self.halves]:
+                f.result()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+# --- main ----------------------------------------------------------------------------
+
+def case_label(op: str, shape: Tuple[int, ...], kw: Dict[str, Any]) -> str:
+    extra = "" if kw.get("count_include_pad", True) else " cip=F"
+    return (f"{op} ({','.join(map(str, shape))}) k{kw['kernel_size']} s{kw['stride']}"
+            f"{' p%d' % kw['padding'] if kw['padding'] else ''}{extra}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 cases, 3 repeats: under a minute")
+    ap.add_argument("--json", metavar="PATH", help="write every measurement to this JSON file")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3 quick, 7 full)")
+    ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy baseline")
+    args = ap.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 7)
+    cases = [CASES[i] for i in QUICK_CASES] if args.quick else CASES
+
+    fastpool.show_config()
+    peers: Dict[str, Any] = {}
+    try:
+        import torch
+        peers["torch"] = torch
+        versions = f"torch {torch.__version__}"
+    except ImportError:
+        versions = "torch: not importable"
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+        peers["ort"] = onnxruntime
+        versions += f", onnxruntime {onnxruntime.__version__}"
+    except ImportError:
+        versions += ", onnxruntime: not importable (or onnx missing)"
+    try:
+        import jax
+        peers["jax"] = jax
+        versions += f", jax {jax.__version__} (XLA's own thread count)"
+    except ImportError:
+        versions += ", jax: not importable"
+    print(f"numpy {np.__version__}, {versions}; python {platform.python_version()}")
+    print(f"median of {repeats} interleaved rounds after a warm-up call each; NumPy: 1 run, 1 thread\n")
+
+    rng = np.random.default_rng(1234)
+    records: List[Dict[str, Any]] = []
+    peer_cols = [p for p in ("torch", "ort", "jax") if p in peers] + ([] if args.no_numpy else ["numpy"])
+    headers = ["case", "layout", "thr", "dir", "fastpool ms", "GB/s", "roof", "out= ms", "copy GB/s"]
+    headers += [f"{p} ms" for p in peer_cols] + [f"{p} x" for p in peer_cols]
+    rows: List[List[str]] = []
+    n_groups = len(cases) * len(LAYOUTS) * len(args.threads) * 2
+    group = 0
+    t_start = time.perf_counter()
+    for op, shape, kw in cases:
+        rank = len(shape) - 2
+        kind = op[:3]
+        np_kw = dict(kw, kernel_size=(kw["kernel_size"],) * rank, stride=(kw["stride"],) * rank,
+                     padding=(kw["padding"],) * rank)
+        for layout in LAYOUTS:
+            xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
+            x = rng.standard_normal(xshape, dtype=np.float32)
+            y = getattr(fastpool, f"{kind}_pool")(x, layout=layout, **np_kw)
+            g = rng.standard_normal(y.shape, dtype=np.float32)
+            y_out, gx_out = np.ones_like(y), np.ones_like(x)  # reused buffers, pages touched
+            copier = Copier(x)
+            numpy_ms: Dict[str, Optional[float]] = {}
+            jax_fns: Optional[Tuple[Callable, Callable]] = None
+            if "jax" in peers:
+                try:
+                    jax_fns = jax_functions(op, x, g, kw, layout)
+                except Exception as e:
+                    log(f"  jax: {type(e).__name__}: {e} (skipped)")
+            for threads in args.threads:
+                fastpool.set_num_threads(threads)
+                if "torch" in peers:
+                    peers["torch"].set_num_threads(threads)
+                ort_run = None
+                if "ort" in peers:
+                    try:
+                        ort_run = ort_session(op, x, kw, layout, threads)
+                    except Exception as e:
+                        log(f"  onnxruntime: {type(e).__name__}: {e} (skipped)")
+                for direction in ("fwd", "bwd"):
+                    group += 1
+                    label = case_label(op, shape, kw)
+                    log(f"[{group}/{n_groups}] {label} {layout} threads={threads} {direction} ...")
+                    if direction == "fwd":
+                        f = getattr(fastpool, f"{kind}_pool")
+                        fp = Contender("fastpool", lambda: f(x, layout=layout, **np_kw))
+                        fp_out = Contender("fastpool out=", lambda: f(x, layout=layout, out=y_out, **np_kw))
+                        nbytes = x.nbytes + y.nbytes
+                    else:
+                        f = getattr(fastpool, f"{kind}_pool_backward")
+                        a = x if kind == "max" else x.shape
+                        fp = Contender("fastpool", lambda: f(g, a, layout=layout, **np_kw))
+                        fp_out = Contender("fastpool out=", lambda: f(g, a, layout=layout, out=gx_out, **np_kw))
+                        nbytes = g.nbytes + x.nbytes + (x.nbytes if kind == "max" else 0)
+                    contenders = [fp, fp_out, Contender("copy", lambda: copier.run(threads))]
+                    if "torch" in peers:
+                        contenders.append(torch_contenders(peers["torch"], op, x, g, layout, kw, direction))
+                    if ort_run is not None and direction == "fwd":
+                        contenders.append(Contender("ort", ort_run))
+                    if jax_fns is not None:
+                        contenders.append(Contender("jax", jax_fns[0 if direction == "fwd" else 1]))
+                    if not args.no_numpy and direction not in numpy_ms:
+                        if direction == "fwd":
+                            nf = lambda: getattr(npool, f"{kind}_pool")(x, layout=layout, **np_kw)  # noqa: E731
+                        elif kind == "max":
+                            nf = lambda: npool.max_pool_backward(g, x, layout=layout, **np_kw)  # noqa: E731
+                        else:
+                            nf = lambda: npool.avg_pool_backward(g, x.shape, layout=layout, **np_kw)  # noqa: E731
+                        contenders.append(Contender("numpy", nf, reps=1, warmup=False))
+                    interleave(contenders, repeats)
+
+                    ms = {c.name: c.ms for c in contenders}
+                    if "numpy" in ms:
+                        numpy_ms[direction] = ms["numpy"]
+                    ms["numpy"] = numpy_ms.get(direction)
+                    copy_gbs = 2 * x.nbytes / ms["copy"] / 1e6 if ms.get("copy") else None
+                    fp_ms = ms.get("fastpool")
+                    gbs = nbytes / fp_ms / 1e6 if fp_ms else None
+                    rec = dict(case=label, op=op, shape=list(xshape), kwargs=kw, layout=layout,
+                               threads=threads, direction=direction, bytes=nbytes,
+                               copy_gbps=copy_gbs, fastpool_gbps=gbs,
+                               roofline_fraction=gbs / copy_gbs if gbs and copy_gbs else None,
+                               ms=ms, samples_ms={c.name: [t * 1e3 for t in c.samples] for c in contenders})
+                    records.append(rec)
+
+                    def f2(v: Optional[float], fmt: str = "{:.2f}") -> str:
+                        return "-" if v is None else fmt.format(v)
+                    row = [label, layout, str(threads), direction, f2(fp_ms), f2(gbs, "{:.1f}"),
+                           f2(rec["roofline_fraction"]), f2(ms.get("fastpool out=")), f2(copy_gbs, "{:.1f}")]
+                    row += [f2(ms.get(p)) for p in peer_cols]
+                    row += [f2(ms[p] / fp_ms if ms.get(p) and fp_ms else None, "{:.1f}") for p in peer_cols]
+                    rows.append(row)
+            copier.close()
+            del x, y, g, y_out, gx_out, copier, jax_fns
+
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def fmt_row(r: List[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    print(fmt_row(headers))
+    print(fmt_row(["-" * w for w in widths]))
+    for r in rows:
+        print(fmt_row(r))
+    print(f"\n'p x' = p's time / fastpool's time (> 1: fastpool faster); roof = fastpool GB/s / copy GB/s; "
+          f"torch bwd times .backward() only; NumPy ratios of the 2-thread rows use its 1-thread time.\n"
+          f"total {time.perf_counter() - t_start:.1f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dict(fastpool=fastpool.__version__, numpy=np.__version__, versions=versions,
+                           repeats=repeats, quick=args.quick, records=records), fh, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

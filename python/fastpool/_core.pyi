@@ -1,0 +1,66 @@
+"""Type stubs for the compiled extension fastpool._core (private API)."""
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+Triple = Tuple[int, int, int]
+
+class Geometry:
+    def __init__(
+        self,
+        batch: int,
+        channels: int,
+        in_sizes: Triple,
+        kernel: Triple,
+        stride: Triple,
+        dilation: Triple,
+        pad_before: Triple,
+        pad_after: Triple,
+        ceil_mode: bool,
+        channels_last: bool,
+    ) -> None: ...
+    @property
+    def batch(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def channels_last(self) -> bool: ...
+    @property
+    def in_sizes(self) -> Triple: ...
+    @property
+    def out_sizes(self) -> Triple: ...
+    @property
+    def in_plane(self) -> int: ...
+    @property
+    def pad_before(self) -> Triple: ...
+    @property
+    def pad_after(self) -> Triple: ...
+
+def same_padding(in_size: int, kernel: int, stride: int, dilation: int, lower: bool) -> Tuple[int, int]: ...
+def max_pool_forward(
+    x: npt.NDArray[np.floating], out: npt.NDArray[np.floating],
+    indices: Optional[npt.NDArray[np.int64]], geometry: Geometry, threads: int,
+) -> None: ...
+def max_pool_backward(
+    grad_output: npt.NDArray[np.floating], x: Optional[npt.NDArray[np.floating]],
+    indices: Optional[npt.NDArray[np.int64]], out: npt.NDArray[np.floating],
+    geometry: Geometry, threads: int,
+) -> int: ...
+def avg_pool_forward(
+    x: npt.NDArray[np.floating], out: npt.NDArray[np.floating], geometry: Geometry,
+    count_include_pad: bool, divisor_override: int, threads: int,
+) -> None: ...
+def avg_pool_backward(
+    grad_output: npt.NDArray[np.floating], out: npt.NDArray[np.floating], geometry: Geometry,
+    count_include_pad: bool, divisor_override: int, threads: int,
+) -> None: ...
+def get_simd() -> str: ...
+def available_simd() -> List[str]: ...
+def compiled_simd() -> List[str]: ...
+def set_simd(name: str) -> str: ...
+def have_openmp() -> bool: ...
+def default_num_threads() -> int: ...
