@@ -279,7 +279,8 @@ def avg_pool(x: np.ndarray, kernel_size, stride=None, padding=0, ceil_mode=False
     xc, batched = _to_ncs(x, rank, layout)
     geom = make_geometry(xc.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
     win = _windows(_padded(xc.astype(np.float64), geom, 0.0), geom)
-    total = win.sum(axis=-1)
+    with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in any sum
+        total = win.sum(axis=-1)
     divisor = _divisors(geom, _include_pad(count_include_pad, geom), divisor_override)
     y = total / divisor
     return _from_ncs(y.astype(x.dtype), batched, layout)

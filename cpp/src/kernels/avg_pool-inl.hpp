@@ -217,7 +217,7 @@ bool avg_forward_cl(const T* x, T* y, const PoolGeometry& g, const AvgOptions& o
         auto emit = [&](auto tag, auto n_vec, index_t c) {
           using W = decltype(tag);
           constexpr int U = decltype(n_vec)::value;
-          W sum[U];
+          W sum[U] = {};
           sum_pixel<T, W, U>(xn, g, f, l, st, c, sum);
           for (int u = 0; u < U; ++u) W::store(yp + c + u * W::N, W::div(sum[u], W::set1(div)));
         };

@@ -262,7 +262,7 @@ bool max_forward_cl(const T* x, T* y, std::int64_t* idx, const PoolGeometry& g, 
         auto emit = [&](auto tag, auto n_vec, index_t c) {
           using W = decltype(tag);
           constexpr int U = decltype(n_vec)::value;
-          W best[U], bt[U];
+          W best[U] = {}, bt[U] = {};
           max_pixel<T, W, U, kIdx>(xn, g, f, l, st, c, best, bt);
           for (int u = 0; u < U; ++u) {
             W::store(y + out + c + u * W::N, best[u]);
@@ -319,7 +319,7 @@ bool max_backward_cl(const T* gy, const T* x, T* gx, const PoolGeometry& g, int 
       auto route = [&](auto best_tag, const index_t* f, const index_t* l, const index_t* st, index_t c,
                        const T* gsrc) {
         using W = decltype(best_tag);
-        W best, bt;
+        W best{}, bt{};
         max_pixel<T, W, 1, true>(xn, g, f, l, st, c, &best, &bt);
         const W gv = W::load(gsrc);
         for (index_t a = f[0]; a < l[0]; ++a) {

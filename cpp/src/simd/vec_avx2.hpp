@@ -23,7 +23,9 @@ struct Vec<float> {
     if (s <= (index_t(1) << 27)) {
       const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                              _mm256_set1_epi32(int(s)));
-      return {_mm256_i32gather_ps(p, idx, 4)};
+      // masked form: GCC 12 warns about the unmasked one's undefined source
+      const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+      return {_mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, idx, all, 4)};
     }
     alignas(32) float t[8];
     for (int i = 0; i < 8; ++i) t[i] = p[i * s];
@@ -59,7 +61,8 @@ struct Vec<double> {
     }
     if (s <= (index_t(1) << 28)) {
       const __m128i idx = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(int(s)));
-      return {_mm256_i32gather_pd(p, idx, 8)};
+      const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+      return {_mm256_mask_i32gather_pd(_mm256_setzero_pd(), p, idx, all, 8)};
     }
     return {_mm256_setr_pd(p[0], p[s], p[2 * s], p[3 * s])};
   }

@@ -22,7 +22,8 @@ struct Vec<float> {
     if (s <= (index_t(1) << 27)) {
       const __m512i idx = _mm512_mullo_epi32(
           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(s)));
-      return {_mm512_i32gather_ps(idx, p, 4)};
+      // masked form: GCC 12 warns about the unmasked one's undefined source
+      return {_mm512_mask_i32gather_ps(_mm512_setzero_ps(), __mmask16(0xffff), idx, p, 4)};
     }
     alignas(64) float t[16];
     for (int i = 0; i < 16; ++i) t[i] = p[i * s];
@@ -59,7 +60,7 @@ struct Vec<double> {
     if (s <= (index_t(1) << 28)) {
       const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                              _mm256_set1_epi32(int(s)));
-      return {_mm512_i32gather_pd(idx, p, 8)};
+      return {_mm512_mask_i32gather_pd(_mm512_setzero_pd(), __mmask8(0xff), idx, p, 8)};
     }
     alignas(64) double t[8];
     for (int i = 0; i < 8; ++i) t[i] = p[i * s];
