@@ -57,6 +57,14 @@ QUICK_CASES = (0, 5)  # ResNet-50 stem max pool and the 3x3/1 average pool
 LAYOUTS = ("channels_first", "channels_last")
 
 
+def uniform(rng: np.random.Generator, shape: Tuple[int, ...]) -> np.ndarray:
+    """float32 data uniform in [-1, 1): 9x faster to draw than normal data."""
+    a = rng.random(shape, dtype=np.float32)
+    a *= 2
+    a -= 1
+    return a
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -269,9 +277,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                      padding=(kw["padding"],) * rank)
         for layout in LAYOUTS:
             xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
-            x = rng.standard_normal(xshape, dtype=np.float32)
+            x = uniform(rng, xshape)
             y = getattr(fastpool, f"{kind}_pool")(x, layout=layout, **np_kw)
-            g = rng.standard_normal(y.shape, dtype=np.float32)
+            g = uniform(rng, y.shape)
             y_out, gx_out = np.ones_like(y), np.ones_like(x)  # reused buffers, pages touched
             copier = Copier(x)
             numpy_ms: Dict[str, Optional[float]] = {}

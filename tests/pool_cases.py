@@ -13,8 +13,6 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pytest
-from hypothesis import assume
-from hypothesis import strategies as st
 
 import fastpool
 import reference as ref
@@ -261,22 +259,30 @@ def views(x: np.ndarray):
     yield "read-only", ro
 
 
-@st.composite
-def geometries(draw):
-    """Random valid cases: rank 1-3, per-side padding, dilation, ceil mode, both layouts."""
-    rank = draw(st.integers(1, 3))
-    axes = [dict(i=draw(st.integers(1, 12)), k=draw(st.integers(1, 5)), s=draw(st.integers(1, 4)),
-                 d=draw(st.integers(1, 3)), pb=draw(st.integers(0, 3)), pe=draw(st.integers(0, 3)))
-            for _ in range(rank)]
-    geom = Geom(tuple(a["i"] for a in axes), tuple(a["k"] for a in axes), tuple(a["s"] for a in axes),
-                tuple((a["pb"], a["pe"]) for a in axes), tuple(a["d"] for a in axes), draw(st.booleans()))
-    try:
-        ref.make_geometry(geom.spatial, **geom.kwargs())
-    except ValueError:
-        assume(False)
-    layout = draw(st.sampled_from(["channels_first", "channels_last"]))
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    return Case(geom, layout, dtype, draw(st.integers(1, 2)), draw(st.integers(1, 20)))
+def random_cases(n: int, seed: int) -> List[Case]:
+    """n random valid cases: rank 1-3, sizes 1-40, kernel 1-5, stride 1-4, dilation 1-3,
+    per-side padding 0-3, ceil mode, both layouts and dtypes, 1-20 channels."""
+    rng = np.random.default_rng(seed)
+    cases: List[Case] = []
+    while len(cases) < n:
+        rank = int(rng.integers(1, 4))
+        sizes = tuple(int(rng.integers(1, 41 if rng.random() < 0.3 else 13)) for _ in range(rank))
+        geom = Geom(sizes,
+                    tuple(int(v) for v in rng.integers(1, 6, rank)),
+                    tuple(int(v) for v in rng.integers(1, 5, rank)),
+                    tuple((int(b), int(a)) for b, a in rng.integers(0, 4, (rank, 2))),
+                    tuple(int(v) for v in rng.integers(1, 4, rank)),
+                    bool(rng.random() < 0.5))
+        try:
+            ref.make_geometry(geom.spatial, **geom.kwargs())
+        except ValueError:
+            continue
+        cases.append(Case(geom, LAYOUTS[int(rng.integers(2))], DTYPES[int(rng.integers(2))],
+                          int(rng.integers(1, 3)), int(rng.integers(1, 21))))
+    return cases
+
+
+RANDOM_CASES = random_cases(250, seed=1)
 
 
 # Larger inputs: enough work that two threads really split it (the kernels stay on one

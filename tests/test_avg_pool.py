@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 import fastpool
 import reference as ref
@@ -19,12 +18,12 @@ from pool_cases import (
     GEOMS_2D,
     GEOMS_3D,
     IDENTITY_CASES,
+    RANDOM_CASES,
     Case,
     Geom,
     assert_bitwise_equal,
     assert_close_to_sum,
     cached,
-    geometries,
     grid,
     make_data,
     other_backends,
@@ -290,10 +289,8 @@ def test_large_inputs_match_reference(case, num_threads):
 # ---------------------------------------------------------------------- random geometries
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
-@given(case=geometries())
-def test_random_geometries_match_reference(case):
+@pytest.mark.parametrize("case", params(RANDOM_CASES))
+def test_random_geometries_match_reference(case, backend):
     for options in ({}, {"count_include_pad": False}):
         kw = dict(case.avg_kwargs(), **options)
         x = case.data("normal")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 import fastpool
 import reference as ref
@@ -18,12 +17,12 @@ from pool_cases import (
     GEOMS_2D,
     GEOMS_3D,
     IDENTITY_CASES,
+    RANDOM_CASES,
     Case,
     Geom,
     assert_bitwise_equal,
     assert_same_signs,
     cached,
-    geometries,
     grid,
     make_data,
     other_backends,
@@ -370,10 +369,8 @@ def test_large_inputs_match_reference(case, num_threads):
 # ---------------------------------------------------------------------- random geometries
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
-@given(case=geometries())
-def test_random_geometries_match_reference(case):
+@pytest.mark.parametrize("case", params(RANDOM_CASES))
+def test_random_geometries_match_reference(case, backend):
     kw = case.max_kwargs()
     x = case.data("special")
     y_ref, idx_ref = ref.max_pool(x, **kw)

@@ -22,22 +22,6 @@ index_t checked_mul(index_t a, index_t b, const char* what) {
 
 }  // namespace
 
-void AxisGeometry::taps_inside(index_t o, index_t lo, index_t hi, index_t& first,
-                               index_t& last) const {
-  const index_t s = start(o);
-  // smallest j with s + j*d >= lo, and one past the largest j with s + j*d < hi
-  if (dilation == 1) {  // the common case, without divisions
-    first = s >= lo ? 0 : lo - s;
-    last = s >= hi ? 0 : hi - s;
-  } else {
-    first = s >= lo ? 0 : ceil_div(lo - s, dilation);
-    last = s >= hi ? 0 : floor_div(hi - 1 - s, dilation) + 1;
-  }
-  if (first > kernel) first = kernel;
-  if (last > kernel) last = kernel;
-  if (last < first) last = first;
-}
-
 AxisGeometry make_axis(index_t in, index_t kernel, index_t stride, index_t dilation,
                        index_t pad_before, index_t pad_after, bool ceil_mode) {
   if (in < 1) fail("input size must be >= 1, got " + std::to_string(in));

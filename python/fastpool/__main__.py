@@ -38,6 +38,14 @@ LAYOUTS = ("channels_first", "channels_last")
 DIRECTIONS = ("fwd", "bwd")
 
 
+def uniform(rng: np.random.Generator, shape: Tuple[int, ...]) -> np.ndarray:
+    """float32 data uniform in [-1, 1): 9x faster to draw than normal data."""
+    a = rng.random(shape, dtype=np.float32)
+    a *= 2
+    a -= 1
+    return a
+
+
 class CheckFailed(Exception):
     pass
 
@@ -134,11 +142,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         kw = dict(kernel_size=(k,) * rank, stride=(s,) * rank, padding=(p,) * rank)
         if direction == "fwd":
-            x = rng.standard_normal(xshape, dtype=np.float32)
+            x = uniform(rng, xshape)
             t0 = time.perf_counter()
             y_ref = getattr(npool, f"{kind}_pool")(x, layout=layout, **kw)
             t_ref = time.perf_counter() - t0
-            g = rng.standard_normal(y_ref.shape, dtype=np.float32)
+            g = uniform(rng, y_ref.shape)
             inputs = {"x": x, "g": g, "ref": (y_ref, t_ref)}
         x, g = inputs["x"], inputs["g"]
 

@@ -28,7 +28,19 @@ struct AxisGeometry {
   /// First input position of window o (may be negative: padding).
   index_t start(index_t o) const { return o * stride - pad_before; }
   /// Taps j in [first, last) of window o fall inside [lo, hi).
-  void taps_inside(index_t o, index_t lo, index_t hi, index_t& first, index_t& last) const;
+  void taps_inside(index_t o, index_t lo, index_t hi, index_t& first, index_t& last) const {
+    const index_t s = start(o);
+    if (dilation == 1) {  // the common case, without divisions
+      first = s >= lo ? 0 : lo - s;
+      last = s >= hi ? 0 : hi - s;
+    } else {  // smallest j with s + j*d >= lo; one past the largest j with s + j*d < hi
+      first = s >= lo ? 0 : (lo - s + dilation - 1) / dilation;
+      last = s >= hi ? 0 : (hi - 1 - s) / dilation + 1;
+    }
+    if (first > kernel) first = kernel;
+    if (last > kernel) last = kernel;
+    if (last < first) last = first;
+  }
   /// Taps of window o that read real input: [first, last).
   void valid_taps(index_t o, index_t& first, index_t& last) const { taps_inside(o, 0, in, first, last); }
 };

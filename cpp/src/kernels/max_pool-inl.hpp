@@ -106,16 +106,23 @@ bool for_each_row_cf(const PoolGeometry& g, const RowPlan<T>& plan, bool with_ta
       return;
     }
     RowScratch<T> s(mem, plan, with_taps);
-    index_t cur_plane = -1;
+    // Decompose the first item once, then step the counters (no divisions per item).
+    index_t chunk = b % plan.n_chunks, row = b / plan.n_chunks;
+    index_t oh = row % oh_n, od = (row / oh_n) % od_n, plane = row / (oh_n * od_n);
     for (index_t it = b; it < e; ++it) {
-      const index_t chunk = it % plan.n_chunks, row = it / plan.n_chunks;
-      const index_t oh = row % oh_n, od = (row / oh_n) % od_n, plane = row / (oh_n * od_n);
-      if (plane != cur_plane) {
-        if (plan.cached) s.cache.reset();
-        cur_plane = plane;
-      }
       const index_t c0 = chunk * plan.chunk, c1 = imin(c0 + plan.chunk, g.axis[2].out);
       f(s, plane, od, oh, c0, c1);
+      if (++chunk == plan.n_chunks) {
+        chunk = 0;
+        if (++oh == oh_n) {
+          oh = 0;
+          if (++od == od_n) {
+            od = 0;
+            ++plane;
+            if (plan.cached) s.cache.reset();
+          }
+        }
+      }
     }
   });
   return ok != 0;

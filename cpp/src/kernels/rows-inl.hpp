@@ -60,6 +60,16 @@ struct RowScratch {
   }
 };
 
+// Software prefetch of the row a few rows below: rows are short, so the hardware
+// prefetcher sees too little of each to run ahead.
+template <class T>
+inline void prefetch_ahead(const T* row, index_t width) {
+  constexpr index_t kRowsAhead = 6;
+  const char* p = reinterpret_cast<const char*>(row + kRowsAhead * width);
+  const index_t bytes = width * index_t(sizeof(T));
+  for (index_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 1);
+}
+
 // Reduces the window rows rows[0..n) of one plane for output columns [c0, c1) into
 // acc_val (and, when the op tracks taps, acc_tap / acc_row).
 template <class T, class Op>
@@ -75,6 +85,7 @@ void reduce_rows(const Op& op, const T* plane, index_t width, const index_t* row
       T* cv = s.cache.val + slot * s.cache.width;
       T* ct = s.cache.tap ? s.cache.tap + slot * s.cache.width : nullptr;
       if (s.cache.tag[slot] != rows[r]) {
+        prefetch_ahead(row, width);
         op.hpass(row, c0, c1, cv, ct);
         s.cache.tag[slot] = rows[r];
       }
