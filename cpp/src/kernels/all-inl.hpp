@@ -3,6 +3,7 @@
 // types `Vec<T>` (and `Scalar<T>`) of that ISA.
 #include "kernels/common-inl.hpp"
 #include "kernels/rows-inl.hpp"
+#include "kernels/channels_last-inl.hpp"
 #include "kernels/max_pool-inl.hpp"
 #include "kernels/avg_pool-inl.hpp"
 

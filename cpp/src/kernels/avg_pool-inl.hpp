@@ -175,113 +175,54 @@ bool avg_backward_cf(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions
 
 // ---------------------------------------------------------------- channels last
 
-// Sum over one output pixel's window for channels [c, c + U*W::N), U vectors at
-// a time.
-template <class T, class W, int U>
-inline void sum_pixel(const T* xn, const PoolGeometry& g, const index_t* f, const index_t* l,
-                      const index_t* st, index_t c, W* sum) {
-  const AxisGeometry* ax = g.axis;
-  const index_t C = g.channels, H = ax[1].in, Wd = ax[2].in, dw = ax[2].dilation * C;
-  bool first = true;
-  for (index_t a = f[0]; a < l[0]; ++a) {
-    const index_t id = st[0] + a * ax[0].dilation;
-    for (index_t b = f[1]; b < l[1]; ++b) {
-      const T* rp = xn + ((id * H + st[1] + b * ax[1].dilation) * Wd + st[2]) * C + c;
-      for (index_t j = f[2]; j < l[2]; ++j) {
-        const T* p = rp + j * dw;
-        for (int u = 0; u < U; ++u) sum[u] = first ? W::load(p + u * W::N) : W::add(sum[u], W::load(p + u * W::N));
-        first = false;
-      }
-    }
-  }
-}
-
 template <class T>
 bool avg_forward_cl(const T* x, T* y, const PoolGeometry& g, const AvgOptions& opt, int threads) {
-  using V = Vec<T>;
-  using S = Scalar<T>;
   Scratch shared(divisor_bytes(g));
   if (!shared.ok()) return false;
   const Divisors dv = make_divisors(shared, g, opt);
-  const index_t C = g.channels, od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = g.axis[2].out;
-  const index_t in_n = g.in_plane() * C;
-  parallel_for(g.batch * od_n * oh_n, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
-    for (index_t row = b; row < e; ++row) {
-      const index_t oh = row % oh_n, od = (row / oh_n) % od_n, n = row / (oh_n * od_n);
-      const T* xn = x + n * in_n;
-      for (index_t ow = 0; ow < ow_n; ++ow) {
-        index_t f[3], l[3], st[3];
-        pixel_window(g, od, oh, ow, f, l, st);
-        T* yp = y + (row * ow_n + ow) * C;
-        const T div = T(dv.at(od, oh, ow));
-        auto emit = [&](auto tag, auto n_vec, index_t c) {
-          using W = decltype(tag);
-          constexpr int U = decltype(n_vec)::value;
-          W sum[U] = {};
-          sum_pixel<T, W, U>(xn, g, f, l, st, c, sum);
-          for (int u = 0; u < U; ++u) W::store(yp + c + u * W::N, W::div(sum[u], W::set1(div)));
-        };
-        index_t c = 0;
-        for (; c + 4 * V::N <= C; c += 4 * V::N) emit(V{}, Int<4>{}, c);
-        for (; c + V::N <= C; c += V::N) emit(V{}, Int<1>{}, c);
-        for (; c < C; ++c) emit(S{}, Int<1>{}, c);
-      }
-    }
+  const index_t C = g.channels, in_n = g.in_plane() * C;
+  for_each_pixel_cl(g, threads, [&](index_t n, index_t od, index_t oh, index_t ow, index_t pixel,
+                                    const PixelWindow& w) {
+    const T* xn = x + n * in_n;
+    T* yp = y + pixel * C;
+    const T div = T(dv.at(od, oh, ow));
+    for_channel_groups<T>(0, C, [&](auto tag, auto n_vec, index_t c) {
+      using W = decltype(tag);
+      constexpr int U = decltype(n_vec)::value;
+      W sum[U] = {};
+      bool first = true;
+      for_each_tap(g, w, [&](index_t p_in, index_t) {
+        const T* p = xn + p_in * C + c;
+        for (int u = 0; u < U; ++u) sum[u] = first ? W::load(p + u * W::N) : W::add(sum[u], W::load(p + u * W::N));
+        first = false;
+      });
+      for (int u = 0; u < U; ++u) W::store(yp + c + u * W::N, W::div(sum[u], W::set1(div)));
+    });
   });
   return true;
 }
 
 template <class T>
 bool avg_backward_cl(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions& opt, int threads) {
-  using V = Vec<T>;
-  using S = Scalar<T>;
   Scratch shared(divisor_bytes(g));
   if (!shared.ok()) return false;
   const Divisors dv = make_divisors(shared, g, opt);
-  const index_t C = g.channels, od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = g.axis[2].out;
-  const index_t H = g.axis[1].in, Wd = g.axis[2].in, in_n = g.in_plane() * C;
-  const index_t out_n = g.out_plane() * C, n_rows_in = g.axis[0].in * H;
-  const index_t blk = channel_block(g, threads, V::N), n_blk = (C + blk - 1) / blk;
-  parallel_for(g.batch * n_blk, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
-    for (index_t unit = b; unit < e; ++unit) {
-      const index_t n = unit / n_blk, c0 = (unit % n_blk) * blk, c1 = imin(c0 + blk, C);
-      T* gn = gx + n * in_n;
-      index_t zeroed = -1;
-      auto zero_upto = [&](index_t r) {
-        for (; zeroed < r; ++zeroed)
-          for (index_t iw = 0; iw < Wd; ++iw)
-            std::memset(gn + ((zeroed + 1) * Wd + iw) * C + c0, 0, sizeof(T) * (c1 - c0));
-      };
-      auto spread = [&](auto tag, const index_t* f, const index_t* l, const index_t* st, index_t c,
-                        const T* gsrc, T div) {
-        using W = decltype(tag);
-        const W gv = W::div(W::load(gsrc), W::set1(div));
-        for (index_t a = f[0]; a < l[0]; ++a) {
-          const index_t id = st[0] + a * g.axis[0].dilation;
-          for (index_t bb = f[1]; bb < l[1]; ++bb) {
-            T* rp = gn + ((id * H + st[1] + bb * g.axis[1].dilation) * Wd + st[2]) * C + c;
-            for (index_t j = f[2]; j < l[2]; ++j) {
-              T* p = rp + j * g.axis[2].dilation * C;
-              W::store(p, W::add(W::load(p), gv));
-            }
-          }
-        }
-      };
-      for (index_t od = 0; od < od_n; ++od)
-        for (index_t oh = 0; oh < oh_n; ++oh)
-          for (index_t ow = 0; ow < ow_n; ++ow) {
-            index_t f[3], l[3], st[3];
-            pixel_window(g, od, oh, ow, f, l, st);
-            if (ow == 0) zero_upto((st[0] + (l[0] - 1) * g.axis[0].dilation) * H + st[1] +
-                                   (l[1] - 1) * g.axis[1].dilation);
-            const T* gsrc = gy + n * out_n + ((od * oh_n + oh) * ow_n + ow) * C;
-            const T div = T(dv.at(od, oh, ow));
-            index_t c = c0;
-            for (; c + V::N <= c1; c += V::N) spread(V{}, f, l, st, c, gsrc + c, div);
-            for (; c < c1; ++c) spread(S{}, f, l, st, c, gsrc + c, div);
-          }
-      zero_upto(n_rows_in - 1);
-    }
+  const index_t C = g.channels, in_n = g.in_plane() * C;
+  for_each_unit_cl(gx, g, threads, [&](index_t n, index_t c0, index_t c1, index_t od, index_t oh, index_t ow,
+                                       index_t pixel, const PixelWindow& w) {
+    T* gn = gx + n * in_n;
+    const T* gsrc = gy + pixel * C;
+    const T div = T(dv.at(od, oh, ow));
+    for_channel_groups<T>(c0, c1, [&](auto tag, auto n_vec, index_t c) {
+      using W = decltype(tag);
+      constexpr int U = decltype(n_vec)::value;
+      W gv[U];
+      for (int u = 0; u < U; ++u) gv[u] = W::div(W::load(gsrc + c + u * W::N), W::set1(div));
+      for_each_tap(g, w, [&](index_t p_in, index_t) {
+        T* p = gn + p_in * C + c;
+        for (int u = 0; u < U; ++u) W::store(p + u * W::N, W::add(W::load(p + u * W::N), gv[u]));
+      });
+    });
   });
   return true;
 }

@@ -196,167 +196,77 @@ bool max_backward_cf(const T* gy, const T* x, T* gx, const PoolGeometry& g, int 
 
 // ---------------------------------------------------------------- channels last
 
-// Max over one output pixel's window for channels [c, c + U*W::N): vectorized
-// across channels, U vectors at a time so that U loads are in flight per tap.
-// bt gets the winning tap, numbered over the full window.
+// Max over window w for channels [c, c + U*W::N), U vectors at a time so that U
+// loads are in flight per tap; bt gets the winning tap.
 template <class T, class W, int U, bool kTaps>
-inline void max_pixel(const T* xn, const PoolGeometry& g, const index_t* f, const index_t* l,
-                      const index_t* st, index_t c, W* best, W* bt) {
-  const AxisGeometry* ax = g.axis;
-  const index_t C = g.channels, H = ax[1].in, Wd = ax[2].in;
-  const index_t KH = ax[1].kernel, KW = ax[2].kernel, dw = ax[2].dilation * C;
+inline void max_pixel(const T* xn, const PoolGeometry& g, const PixelWindow& w, index_t c, W* best, W* bt) {
+  const index_t C = g.channels;
   bool first = true;
-  for (index_t a = f[0]; a < l[0]; ++a) {
-    const index_t id = st[0] + a * ax[0].dilation;
-    for (index_t b = f[1]; b < l[1]; ++b) {
-      const index_t ih = st[1] + b * ax[1].dilation;
-      const T* rp = xn + ((id * H + ih) * Wd + st[2]) * C + c;
-      for (index_t j = f[2]; j < l[2]; ++j) {
-        const T* p = rp + j * dw;
-        const W t = W::set1(T((a * KH + b) * KW + j));
-        if (first) {
-          for (int u = 0; u < U; ++u) {
-            best[u] = W::load(p + u * W::N);
-            if (kTaps) bt[u] = t;
-          }
-          first = false;
-        } else {
-          for (int u = 0; u < U; ++u) {
-            const W v = W::load(p + u * W::N);
-            const typename W::M m = W::gt_or_nan(v, best[u]);
-            best[u] = W::select(m, v, best[u]);
-            if (kTaps) bt[u] = W::select(m, t, bt[u]);
-          }
-        }
+  for_each_tap(g, w, [&](index_t pixel, index_t tap) {
+    const T* p = xn + pixel * C + c;
+    const W t = W::set1(T(tap));
+    for (int u = 0; u < U; ++u) {
+      const W v = W::load(p + u * W::N);
+      if (first) {
+        best[u] = v;
+        if (kTaps) bt[u] = t;
+      } else {
+        const typename W::M m = W::gt_or_nan(v, best[u]);
+        best[u] = W::select(m, v, best[u]);
+        if (kTaps) bt[u] = W::select(m, t, bt[u]);
       }
     }
-  }
-}
-
-// Valid tap ranges and window starts of output pixel (od, oh, ow).
-inline void pixel_window(const PoolGeometry& g, index_t od, index_t oh, index_t ow, index_t* f,
-                         index_t* l, index_t* st) {
-  const index_t o[3] = {od, oh, ow};
-  for (int i = 0; i < 3; ++i) {
-    g.axis[i].valid_taps(o[i], f[i], l[i]);
-    st[i] = g.axis[i].start(o[i]);
-  }
-}
-
-// Flat spatial index of full-window tap t of a window starting at st.
-inline std::int64_t tap_index(const PoolGeometry& g, const index_t* st, index_t t) {
-  const AxisGeometry* ax = g.axis;
-  const index_t j = t % ax[2].kernel, b = (t / ax[2].kernel) % ax[1].kernel,
-                a = t / (ax[2].kernel * ax[1].kernel);
-  return std::int64_t(((st[0] + a * ax[0].dilation) * ax[1].in + st[1] + b * ax[1].dilation) * ax[2].in +
-                      st[2] + j * ax[2].dilation);
+    first = false;
+  });
 }
 
 template <class T, bool kIdx>
 bool max_forward_cl(const T* x, T* y, std::int64_t* idx, const PoolGeometry& g, int threads) {
-  using V = Vec<T>;
-  using S = Scalar<T>;
-  const index_t C = g.channels, od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = g.axis[2].out;
-  const index_t in_n = g.in_plane() * C;
-  parallel_for(g.batch * od_n * oh_n, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
-    for (index_t row = b; row < e; ++row) {
-      const index_t oh = row % oh_n, od = (row / oh_n) % od_n, n = row / (oh_n * od_n);
-      const T* xn = x + n * in_n;
-      for (index_t ow = 0; ow < ow_n; ++ow) {
-        index_t f[3], l[3], st[3];
-        pixel_window(g, od, oh, ow, f, l, st);
-        const index_t out = ((row * ow_n) + ow) * C;
-        auto emit = [&](auto tag, auto n_vec, index_t c) {
-          using W = decltype(tag);
-          constexpr int U = decltype(n_vec)::value;
-          W best[U] = {}, bt[U] = {};
-          max_pixel<T, W, U, kIdx>(xn, g, f, l, st, c, best, bt);
-          for (int u = 0; u < U; ++u) {
-            W::store(y + out + c + u * W::N, best[u]);
-            if (kIdx) {
-              alignas(64) T taps[W::N];
-              W::store(taps, bt[u]);
-              for (int i = 0; i < W::N; ++i) idx[out + c + u * W::N + i] = tap_index(g, st, index_t(taps[i]));
-            }
-          }
-        };
-        index_t c = 0;
-        for (; c + 4 * V::N <= C; c += 4 * V::N) emit(V{}, Int<4>{}, c);
-        for (; c + V::N <= C; c += V::N) emit(V{}, Int<1>{}, c);
-        for (; c < C; ++c) emit(S{}, Int<1>{}, c);
+  const index_t C = g.channels, in_n = g.in_plane() * C;
+  for_each_pixel_cl(g, threads, [&](index_t n, index_t, index_t, index_t, index_t pixel, const PixelWindow& w) {
+    const T* xn = x + n * in_n;
+    const index_t out = pixel * C;
+    for_channel_groups<T>(0, C, [&](auto tag, auto n_vec, index_t c) {
+      using W = decltype(tag);
+      constexpr int U = decltype(n_vec)::value;
+      W best[U] = {}, bt[U] = {};
+      max_pixel<T, W, U, kIdx>(xn, g, w, c, best, bt);
+      for (int u = 0; u < U; ++u) {
+        W::store(y + out + c + u * W::N, best[u]);
+        if (kIdx) {
+          alignas(64) T taps[W::N];
+          W::store(taps, bt[u]);
+          for (int i = 0; i < W::N; ++i) idx[out + c + u * W::N + i] = tap_index(g, w, index_t(taps[i]));
+        }
       }
-    }
+    });
   });
   return true;
 }
 
-// Work units of channels-last backward: (sample, channel block) pairs, enough of
-// them to give every thread work even at batch 1; each unit owns its gradient
-// slice, so no two threads write the same element.
-inline index_t channel_block(const PoolGeometry& g, int threads, index_t lanes) {
-  const index_t C = g.channels;
-  index_t want = (2 * index_t(threads) + g.batch - 1) / g.batch;  // blocks per sample
-  if (want < 1) want = 1;
-  index_t blk = (C + want - 1) / want;
-  blk = ((blk + lanes - 1) / lanes) * lanes;
-  return imax(imin(blk, C), 1);
-}
-
+// Backward from x: recompute each window's winning tap per lane, then a masked add
+// of the gradient at every valid tap routes it to the winner.
 template <class T>
 bool max_backward_cl(const T* gy, const T* x, T* gx, const PoolGeometry& g, int threads) {
-  using V = Vec<T>;
-  using S = Scalar<T>;
-  const index_t C = g.channels, od_n = g.axis[0].out, oh_n = g.axis[1].out, ow_n = g.axis[2].out;
-  const index_t H = g.axis[1].in, Wd = g.axis[2].in, in_n = g.in_plane() * C;
-  const index_t out_n = g.out_plane() * C, n_rows_in = g.axis[0].in * H;
-  const index_t blk = channel_block(g, threads, V::N), n_blk = (C + blk - 1) / blk;
-  const index_t KH = g.axis[1].kernel, KW = g.axis[2].kernel;
-  parallel_for(g.batch * n_blk, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
-    for (index_t unit = b; unit < e; ++unit) {
-      const index_t n = unit / n_blk, c0 = (unit % n_blk) * blk, c1 = imin(c0 + blk, C);
-      const T* xn = x + n * in_n;
-      T* gn = gx + n * in_n;
-      index_t zeroed = -1;
-      auto zero_upto = [&](index_t r) {
-        for (; zeroed < r; ++zeroed)
-          for (index_t iw = 0; iw < Wd; ++iw)
-            std::memset(gn + ((zeroed + 1) * Wd + iw) * C + c0, 0, sizeof(T) * (c1 - c0));
-      };
-      // Routes g to the winning tap of each lane: a masked add at every valid tap.
-      auto route = [&](auto best_tag, const index_t* f, const index_t* l, const index_t* st, index_t c,
-                       const T* gsrc) {
-        using W = decltype(best_tag);
-        W best{}, bt{};
-        max_pixel<T, W, 1, true>(xn, g, f, l, st, c, &best, &bt);
-        const W gv = W::load(gsrc);
-        for (index_t a = f[0]; a < l[0]; ++a) {
-          const index_t id = st[0] + a * g.axis[0].dilation;
-          for (index_t bb = f[1]; bb < l[1]; ++bb) {
-            const index_t ih = st[1] + bb * g.axis[1].dilation;
-            T* rp = gn + ((id * H + ih) * Wd + st[2]) * C + c;
-            for (index_t j = f[2]; j < l[2]; ++j) {
-              T* p = rp + j * g.axis[2].dilation * C;
-              const typename W::M m = W::eq(bt, W::set1(T((a * KH + bb) * KW + j)));
-              W::store(p, W::add(W::load(p), W::select(m, gv, W::zero())));
-            }
-          }
-        }
-      };
-      for (index_t od = 0; od < od_n; ++od)
-        for (index_t oh = 0; oh < oh_n; ++oh) {
-          for (index_t ow = 0; ow < ow_n; ++ow) {
-            index_t f[3], l[3], st[3];
-            pixel_window(g, od, oh, ow, f, l, st);
-            if (ow == 0) zero_upto((st[0] + (l[0] - 1) * g.axis[0].dilation) * H + st[1] +
-                                   (l[1] - 1) * g.axis[1].dilation);
-            const T* gsrc = gy + n * out_n + ((od * oh_n + oh) * ow_n + ow) * C;
-            index_t c = c0;
-            for (; c + V::N <= c1; c += V::N) route(V{}, f, l, st, c, gsrc + c);
-            for (; c < c1; ++c) route(S{}, f, l, st, c, gsrc + c);
-          }
-        }
-      zero_upto(n_rows_in - 1);
-    }
+  const index_t C = g.channels, in_n = g.in_plane() * C;
+  for_each_unit_cl(gx, g, threads, [&](index_t n, index_t c0, index_t c1, index_t, index_t, index_t,
+                                       index_t pixel, const PixelWindow& w) {
+    const T* xn = x + n * in_n;
+    T* gn = gx + n * in_n;
+    const T* gsrc = gy + pixel * C;
+    for_channel_groups<T>(c0, c1, [&](auto tag, auto n_vec, index_t c) {
+      using W = decltype(tag);
+      constexpr int U = decltype(n_vec)::value;
+      W best[U] = {}, bt[U] = {}, gv[U];
+      max_pixel<T, W, U, true>(xn, g, w, c, best, bt);
+      for (int u = 0; u < U; ++u) gv[u] = W::load(gsrc + c + u * W::N);
+      for_each_tap(g, w, [&](index_t p_in, index_t tap) {
+        T* p = gn + p_in * C + c;
+        const W t = W::set1(T(tap));
+        for (int u = 0; u < U; ++u)
+          W::store(p + u * W::N, W::add(W::load(p + u * W::N), W::select(W::eq(bt[u], t), gv[u], W::zero())));
+      });
+    });
   });
   return true;
 }
