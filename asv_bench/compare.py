@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import json
+import os
 import platform
 import statistics
 import sys
@@ -53,7 +55,7 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
     ("avg_pool2d", (32, 64, 56, 56), dict(kernel_size=3, stride=1, padding=1, count_include_pad=False)),
     ("avg_pool2d", (32, 256, 28, 28), dict(kernel_size=2, stride=2, padding=0)),
 ]
-QUICK_CASES = (0, 5)  # ResNet-50 stem max pool and the 3x3/1 average pool
+QUICK_CASES = (0, 3, 5)  # ResNet-50 stem, 1D max pool, 3x3/1 average pool
 LAYOUTS = ("channels_first", "channels_last")
 
 
@@ -65,6 +67,36 @@ def uniform(rng: np.random.Generator, shape: Tuple[int, ...]) -> np.ndarray:
     return a
 
 
+class OtherLoad:
+    """CPU time other processes used while we ran (Linux /proc/stat): timings on a
+    2-core machine are only meaningful when this stays near zero."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> Optional[Tuple[float, float, float]]:
+        try:
+            with open("/proc/stat") as f:
+                v = [int(t) for t in f.readline().split()[1:]]
+            busy = (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle, iowait
+            t = os.times()
+            return busy, t.user + t.system + t.children_user + t.children_system, time.monotonic()
+        except (OSError, ValueError, IndexError, AttributeError):
+            return None
+
+    def report(self) -> str:
+        end = self._sample()
+        if self.start is None or end is None:
+            return ""
+        others = (end[0] - self.start[0]) - (end[1] - self.start[1])
+        share = others / max(end[2] - self.start[2], 1e-9)
+        msg = f"other processes used {max(others, 0):.1f} CPU-s ({max(share, 0):.2f} CPUs on average) during the run"
+        if share > 0.1:
+            msg += ": WARNING, the timings are disturbed (a thread waiting for a busy core shows as ~8 ms steps)"
+        return msg
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -73,9 +105,10 @@ class Contender:
     """A timed callable; ``prepare`` (untimed) runs before each call and feeds it."""
 
     def __init__(self, name: str, run: Callable, prepare: Optional[Callable] = None,
-                 reps: Optional[int] = None, warmup: bool = True) -> None:
+                 reps: Optional[int] = None, warmup: bool = True,
+                 expect: Optional[np.ndarray] = None) -> None:
         self.name, self.run, self.prepare = name, run, prepare
-        self.reps, self.warmup = reps, warmup
+        self.reps, self.warmup, self.expect = reps, warmup, expect
         self.samples: List[float] = []
 
     def once(self) -> float:
@@ -83,6 +116,14 @@ class Contender:
         t0 = time.perf_counter()
         self.run(state) if self.prepare is not None else self.run()
         return time.perf_counter() - t0
+
+    def check(self) -> None:
+        """Compare a peer's result with fastpool's once (the warm-up call)."""
+        got = self.run()
+        got = np.asarray(got[0] if isinstance(got, list) else got)
+        if not np.allclose(got, self.expect, rtol=1e-5, atol=1e-5):
+            raise ValueError(f"result differs from fastpool's (max abs diff "
+                             f"{np.max(np.abs(got - self.expect)):.3g})")
 
     @property
     def ms(self) -> Optional[float]:
@@ -93,8 +134,13 @@ def interleave(contenders: List[Contender], repeats: int) -> None:
     alive = []
     for c in contenders:
         try:
-            if c.warmup:
-                c.once()
+            if c.expect is not None:
+                t0 = time.perf_counter()
+                c.check()
+                if time.perf_counter() - t0 > 0.4:
+                    c.reps = 1  # a slow peer: one timed run keeps --quick under a minute
+            elif c.warmup and c.once() > 0.4:
+                c.reps = 1
             alive.append(c)
         except Exception as e:  # an optional peer failing must not stop the run
             log(f"  {c.name}: {type(e).__name__}: {e} (skipped)")
@@ -226,15 +272,121 @@ def case_label(op: str, shape: Tuple[int, ...], kw: Dict[str, Any]) -> str:
             f"{' p%d' % kw['padding'] if kw['padding'] else ''}{extra}")
 
 
+def fastpool_call(kind: str, direction: str, x: np.ndarray, g: np.ndarray, layout: str,
+                  kw: Dict[str, Any], out: Optional[np.ndarray] = None) -> Callable[[], Any]:
+    if direction == "fwd":
+        f = getattr(fastpool, f"{kind}_pool")
+        return lambda: f(x, layout=layout, out=out, **kw)
+    f = getattr(fastpool, f"{kind}_pool_backward")
+    a = x if kind == "max" else x.shape
+    return lambda: f(g, a, layout=layout, out=out, **kw)
+
+
+def numpy_call(kind: str, direction: str, x: np.ndarray, g: np.ndarray, layout: str,
+               kw: Dict[str, Any]) -> Callable[[], Any]:
+    if direction == "fwd":
+        f = getattr(npool, f"{kind}_pool")
+        return lambda: f(x, layout=layout, **kw)
+    if kind == "max":
+        return lambda: npool.max_pool_backward(g, x, layout=layout, **kw)
+    return lambda: npool.avg_pool_backward(g, x.shape, layout=layout, **kw)
+
+
+def measure_layout(op: str, shape: Tuple[int, ...], kw: Dict[str, Any], layout: str,
+                   thread_counts: List[int], peers: Dict[str, Any], repeats: int, with_numpy: bool,
+                   rng: np.random.Generator, progress: Callable[[str], None]) -> List[Dict[str, Any]]:
+    """Every thread count and direction of one case in one layout: a record each."""
+    rank, kind, label = len(shape) - 2, op[:3], case_label(op, shape, kw)
+    np_kw = dict(kw, kernel_size=(kw["kernel_size"],) * rank, stride=(kw["stride"],) * rank,
+                 padding=(kw["padding"],) * rank)
+    xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
+    x = uniform(rng, xshape)
+    y = fastpool_call(kind, "fwd", x, x, layout, np_kw)()
+    g = uniform(rng, y.shape)
+    outs = {"fwd": np.ones_like(y), "bwd": np.ones_like(x)}  # reused, pages already touched
+    nbytes = {"fwd": x.nbytes + y.nbytes, "bwd": g.nbytes + x.nbytes + (x.nbytes if kind == "max" else 0)}
+    copier = Copier(x)
+    jax_fns: Optional[Tuple[Callable, Callable]] = None
+    if "jax" in peers:
+        try:
+            jax_fns = jax_functions(op, x, g, kw, layout)
+        except Exception as e:
+            log(f"  jax: {type(e).__name__}: {e} (skipped)")
+    numpy_ms: Dict[str, Optional[float]] = {}
+    records = []
+    for threads in thread_counts:
+        fastpool.set_num_threads(threads)
+        if "torch" in peers:
+            peers["torch"].set_num_threads(threads)
+        ort_run = None
+        if "ort" in peers:
+            try:
+                ort_run = ort_session(op, x, kw, layout, threads)
+            except Exception as e:
+                log(f"  onnxruntime: {type(e).__name__}: {e} (skipped)")
+        for i, direction in enumerate(("fwd", "bwd")):
+            progress(f"{label} {layout} threads={threads} {direction}")
+            fp = Contender("fastpool", fastpool_call(kind, direction, x, g, layout, np_kw))
+            contenders = [fp, Contender("fastpool out=", fastpool_call(kind, direction, x, g, layout, np_kw,
+                                                                       out=outs[direction])),
+                          Contender("copy", functools.partial(copier.run, threads))]
+            if "torch" in peers:
+                contenders.append(torch_contenders(peers["torch"], op, x, g, layout, kw, direction))
+            # The peers not checked elsewhere compare their result with fastpool's at warm-up.
+            expect = fp.run() if ort_run is not None or jax_fns is not None else None
+            if ort_run is not None and direction == "fwd":
+                contenders.append(Contender("ort", ort_run, expect=expect))
+            if jax_fns is not None:
+                contenders.append(Contender("jax", jax_fns[i], expect=expect))
+            if with_numpy and direction not in numpy_ms:  # single-threaded: time it once
+                contenders.append(Contender("numpy", numpy_call(kind, direction, x, g, layout, np_kw),
+                                            reps=1, warmup=False))
+            interleave(contenders, repeats)
+
+            ms = {c.name: c.ms for c in contenders}
+            if "numpy" in ms:
+                numpy_ms[direction] = ms["numpy"]
+            ms["numpy"] = numpy_ms.get(direction)
+            copy_gbs = 2 * x.nbytes / ms["copy"] / 1e6 if ms.get("copy") else None
+            gbs = nbytes[direction] / ms["fastpool"] / 1e6 if ms.get("fastpool") else None
+            records.append(dict(
+                case=label, op=op, shape=list(xshape), kwargs=kw, layout=layout, threads=threads,
+                direction=direction, bytes=nbytes[direction], copy_gbps=copy_gbs, fastpool_gbps=gbs,
+                roofline_fraction=gbs / copy_gbs if gbs and copy_gbs else None, ms=ms,
+                samples_ms={c.name: [t * 1e3 for t in c.samples] for c in contenders}))
+    copier.close()
+    return records
+
+
+def table(records: List[Dict[str, Any]], peer_cols: List[str]) -> str:
+    def f2(v: Optional[float], fmt: str = "{:.2f}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    headers = ["case", "layout", "thr", "dir", "fastpool ms", "GB/s", "roof", "out= ms", "copy GB/s"]
+    headers += [f"{p} ms" for p in peer_cols] + [f"{p} x" for p in peer_cols]
+    rows = []
+    for r in records:
+        ms, fp = r["ms"], r["ms"].get("fastpool")
+        row = [r["case"], r["layout"], str(r["threads"]), r["direction"], f2(fp), f2(r["fastpool_gbps"], "{:.1f}"),
+               f2(r["roofline_fraction"]), f2(ms.get("fastpool out=")), f2(r["copy_gbps"], "{:.1f}")]
+        row += [f2(ms.get(p)) for p in peer_cols]
+        row += [f2(ms[p] / fp if ms.get(p) and fp else None, "{:.1f}") for p in peer_cols]
+        rows.append(row)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = [headers, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in lines)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 cases, 3 repeats: under a minute")
+    ap.add_argument("--quick", action="store_true", help="3 cases, 5 rounds: under a minute")
     ap.add_argument("--json", metavar="PATH", help="write every measurement to this JSON file")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3 quick, 7 full)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 5 quick, 9 full)")
     ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy baseline")
     args = ap.parse_args(argv)
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats or (5 if args.quick else 9)
     cases = [CASES[i] for i in QUICK_CASES] if args.quick else CASES
 
     fastpool.show_config()
@@ -259,120 +411,40 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ImportError:
         versions += ", jax: not importable"
     print(f"numpy {np.__version__}, {versions}; python {platform.python_version()}")
-    print(f"median of {repeats} interleaved rounds after a warm-up call each; NumPy: 1 run, 1 thread\n")
+    print(f"median of {repeats} interleaved rounds after a warm-up call each (1 run for a contender "
+          f"whose warm-up took > 0.4 s); NumPy: 1 run, 1 thread\n")
 
+    load = OtherLoad()
     rng = np.random.default_rng(1234)
-    records: List[Dict[str, Any]] = []
-    peer_cols = [p for p in ("torch", "ort", "jax") if p in peers] + ([] if args.no_numpy else ["numpy"])
-    headers = ["case", "layout", "thr", "dir", "fastpool ms", "GB/s", "roof", "out= ms", "copy GB/s"]
-    headers += [f"{p} ms" for p in peer_cols] + [f"{p} x" for p in peer_cols]
-    rows: List[List[str]] = []
     n_groups = len(cases) * len(LAYOUTS) * len(args.threads) * 2
-    group = 0
+    done = [0]
+
+    def progress(what: str) -> None:
+        done[0] += 1
+        log(f"[{done[0]}/{n_groups}] {what} ...")
+
     t_start = time.perf_counter()
+    records: List[Dict[str, Any]] = []
     for op, shape, kw in cases:
-        rank = len(shape) - 2
-        kind = op[:3]
-        np_kw = dict(kw, kernel_size=(kw["kernel_size"],) * rank, stride=(kw["stride"],) * rank,
-                     padding=(kw["padding"],) * rank)
         for layout in LAYOUTS:
-            xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
-            x = uniform(rng, xshape)
-            y = getattr(fastpool, f"{kind}_pool")(x, layout=layout, **np_kw)
-            g = uniform(rng, y.shape)
-            y_out, gx_out = np.ones_like(y), np.ones_like(x)  # reused buffers, pages touched
-            copier = Copier(x)
-            numpy_ms: Dict[str, Optional[float]] = {}
-            jax_fns: Optional[Tuple[Callable, Callable]] = None
-            if "jax" in peers:
-                try:
-                    jax_fns = jax_functions(op, x, g, kw, layout)
-                except Exception as e:
-                    log(f"  jax: {type(e).__name__}: {e} (skipped)")
-            for threads in args.threads:
-                fastpool.set_num_threads(threads)
-                if "torch" in peers:
-                    peers["torch"].set_num_threads(threads)
-                ort_run = None
-                if "ort" in peers:
-                    try:
-                        ort_run = ort_session(op, x, kw, layout, threads)
-                    except Exception as e:
-                        log(f"  onnxruntime: {type(e).__name__}: {e} (skipped)")
-                for direction in ("fwd", "bwd"):
-                    group += 1
-                    label = case_label(op, shape, kw)
-                    log(f"[{group}/{n_groups}] {label} {layout} threads={threads} {direction} ...")
-                    if direction == "fwd":
-                        f = getattr(fastpool, f"{kind}_pool")
-                        fp = Contender("fastpool", lambda: f(x, layout=layout, **np_kw))
-                        fp_out = Contender("fastpool out=", lambda: f(x, layout=layout, out=y_out, **np_kw))
-                        nbytes = x.nbytes + y.nbytes
-                    else:
-                        f = getattr(fastpool, f"{kind}_pool_backward")
-                        a = x if kind == "max" else x.shape
-                        fp = Contender("fastpool", lambda: f(g, a, layout=layout, **np_kw))
-                        fp_out = Contender("fastpool out=", lambda: f(g, a, layout=layout, out=gx_out, **np_kw))
-                        nbytes = g.nbytes + x.nbytes + (x.nbytes if kind == "max" else 0)
-                    contenders = [fp, fp_out, Contender("copy", lambda: copier.run(threads))]
-                    if "torch" in peers:
-                        contenders.append(torch_contenders(peers["torch"], op, x, g, layout, kw, direction))
-                    if ort_run is not None and direction == "fwd":
-                        contenders.append(Contender("ort", ort_run))
-                    if jax_fns is not None:
-                        contenders.append(Contender("jax", jax_fns[0 if direction == "fwd" else 1]))
-                    if not args.no_numpy and direction not in numpy_ms:
-                        if direction == "fwd":
-                            nf = lambda: getattr(npool, f"{kind}_pool")(x, layout=layout, **np_kw)  # noqa: E731
-                        elif kind == "max":
-                            nf = lambda: npool.max_pool_backward(g, x, layout=layout, **np_kw)  # noqa: E731
-                        else:
-                            nf = lambda: npool.avg_pool_backward(g, x.shape, layout=layout, **np_kw)  # noqa: E731
-                        contenders.append(Contender("numpy", nf, reps=1, warmup=False))
-                    interleave(contenders, repeats)
+            records += measure_layout(op, shape, kw, layout, args.threads, peers, repeats,
+                                      not args.no_numpy, rng, progress)
 
-                    ms = {c.name: c.ms for c in contenders}
-                    if "numpy" in ms:
-                        numpy_ms[direction] = ms["numpy"]
-                    ms["numpy"] = numpy_ms.get(direction)
-                    copy_gbs = 2 * x.nbytes / ms["copy"] / 1e6 if ms.get("copy") else None
-                    fp_ms = ms.get("fastpool")
-                    gbs = nbytes / fp_ms / 1e6 if fp_ms else None
-                    rec = dict(case=label, op=op, shape=list(xshape), kwargs=kw, layout=layout,
-                               threads=threads, direction=direction, bytes=nbytes,
-                               copy_gbps=copy_gbs, fastpool_gbps=gbs,
-                               roofline_fraction=gbs / copy_gbs if gbs and copy_gbs else None,
-                               ms=ms, samples_ms={c.name: [t * 1e3 for t in c.samples] for c in contenders})
-                    records.append(rec)
-
-                    def f2(v: Optional[float], fmt: str = "{:.2f}") -> str:
-                        return "-" if v is None else fmt.format(v)
-                    row = [label, layout, str(threads), direction, f2(fp_ms), f2(gbs, "{:.1f}"),
-                           f2(rec["roofline_fraction"]), f2(ms.get("fastpool out=")), f2(copy_gbs, "{:.1f}")]
-                    row += [f2(ms.get(p)) for p in peer_cols]
-                    row += [f2(ms[p] / fp_ms if ms.get(p) and fp_ms else None, "{:.1f}") for p in peer_cols]
-                    rows.append(row)
-            copier.close()
-            del x, y, g, y_out, gx_out, copier, jax_fns
-
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def fmt_row(r: List[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    print(fmt_row(headers))
-    print(fmt_row(["-" * w for w in widths]))
-    for r in rows:
-        print(fmt_row(r))
+    peer_cols = [p for p in ("torch", "ort", "jax") if p in peers] + ([] if args.no_numpy else ["numpy"])
+    print(table(records, peer_cols))
     print(f"\n'p x' = p's time / fastpool's time (> 1: fastpool faster); roof = fastpool GB/s / copy GB/s; "
           f"torch bwd times .backward() only; NumPy ratios of the 2-thread rows use its 1-thread time.\n"
           f"total {time.perf_counter() - t_start:.1f} s")
+    other_load = load.report()
+    if other_load:
+        print(other_load)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(dict(fastpool=fastpool.__version__, numpy=np.__version__, versions=versions,
-                           repeats=repeats, quick=args.quick, records=records), fh, indent=1)
+                           repeats=repeats, quick=args.quick, other_load=other_load,
+                           records=records), fh, indent=1)
         print(f"wrote {args.json}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,8 +18,10 @@ from pool_cases import AVAILABLE_SIMD, SIMD_PATHS, THREAD_COUNTS
 
 
 def pytest_report_header(config):
-    return [f"fastpool {fastpool.__version__}: SIMD paths compiled {SIMD_PATHS}, available "
-            f"{AVAILABLE_SIMD}, in use {fastpool.get_simd()}, threads {fastpool.get_num_threads()}"]
+    return [
+        f"fastpool {fastpool.__version__}: SIMD paths compiled {SIMD_PATHS}, available "
+        f"{AVAILABLE_SIMD}, in use {fastpool.get_simd()}, threads {fastpool.get_num_threads()}"
+    ]
 
 
 @pytest.fixture(params=SIMD_PATHS, ids=[f"simd={s}" for s in SIMD_PATHS])

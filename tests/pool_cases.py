@@ -240,10 +240,6 @@ def params(cases: List[Case]) -> List[Any]:
     return [pytest.param(c, id=c.id) for c in cases]
 
 
-def geom_params(geoms: List[Geom] = GEOMS) -> List[Any]:
-    return [pytest.param(g, id=f"{g.rank}d-{g.id}") for g in geoms]
-
-
 def views(x: np.ndarray):
     """Non-contiguous views of the same values: (name, view), each equal to x."""
     yield "fortran", np.asfortranarray(x)
@@ -257,6 +253,11 @@ def views(x: np.ndarray):
     ro = x.copy()
     ro.flags.writeable = False
     yield "read-only", ro
+    raw = np.zeros(x.nbytes + 1, np.uint8)[1:]  # C-contiguous but misaligned by one byte
+    unaligned = raw.view(x.dtype).reshape(x.shape)
+    unaligned[...] = x
+    assert not unaligned.flags.aligned or x.itemsize == 1
+    yield "unaligned", unaligned
 
 
 def random_cases(n: int, seed: int) -> List[Case]:
@@ -295,6 +296,7 @@ IDENTITY_CASES = [
     Case(G((40, 203), (3, 5), 1, (1, 2)), "channels_first", np.float64, 1, 9),
     Case(G((24, 70), 2, 2, ceil_mode=True), "channels_last", np.float64, 2, 37),
     Case(G((37, 131), 3, 3, 1, dilation=2, ceil_mode=True), "channels_first", np.float32, 1, 5),
+    Case(G((20, 150), 3, 2, 1, dilation=2), "channels_first", np.float32, 2, 4),
     Case(G((37, 131), 3, 3, 1, dilation=2, ceil_mode=True), "channels_last", np.float32, 1, 35),
     Case(G((19, 37), (7, 9), 1, (3, 4)), "channels_first", np.float64, 2, 6),
     Case(G((80, 20), (9, 3), 1, (4, 1), dilation=(9, 1)), "channels_first", np.float32, 1, 3),
@@ -363,7 +365,8 @@ def _check_specials(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return np.isfinite(expected)
 
 
-def assert_close_to_sum(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray) -> None:
+def assert_close_to_sum(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray,
+                        what: str = "") -> None:
     """Average pooling check: NaN/inf at the same places, elsewhere
     ``|actual - expected| <= rtol * magnitude`` where ``magnitude`` is the same operator
     applied to the absolute values of the terms (the natural error bound of a sum), and
@@ -376,7 +379,7 @@ def assert_close_to_sum(actual: np.ndarray, expected: np.ndarray, magnitude: np.
     if bad.any():
         where = tuple(np.argwhere(bad)[0])
         raise AssertionError(
-            f"{int(bad.sum())} of {bad.size} elements differ beyond rtol={rtol}: first at {where}: "
+            f"{what}: {int(bad.sum())} of {bad.size} elements differ beyond rtol={rtol}: first at {where}: "
             f"actual {actual[where]!r}, expected {expected[where]!r}, tolerance {tol[where]:.3g}")
 
 

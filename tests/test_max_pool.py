@@ -47,11 +47,11 @@ def grad_for(case: Case) -> np.ndarray:
     return make_data(case.rng("grad"), case.out_shape(), case.dtype, "ints")
 
 
-def assert_forward_equal(y, idx, y_ref, idx_ref, x_dtype):
+def assert_forward_equal(y, idx, y_ref, idx_ref, x_dtype, what=""):
     assert y.dtype == x_dtype and idx.dtype == np.int64
-    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(y, y_ref, err_msg=f"{what}: values")
     assert_same_signs(y, y_ref)
-    np.testing.assert_array_equal(idx, idx_ref)
+    np.testing.assert_array_equal(idx, idx_ref, err_msg=f"{what}: indices")
 
 
 # ---------------------------------------------------------------------- grid vs reference
@@ -63,7 +63,7 @@ def test_forward_matches_reference(case, backend):
         x = case.data(kind)
         y_ref, idx_ref = ref_forward(case, kind)
         y, idx = fastpool.max_pool(x, return_indices=True, **case.max_kwargs())
-        assert_forward_equal(y, idx, y_ref, idx_ref, x.dtype)
+        assert_forward_equal(y, idx, y_ref, idx_ref, x.dtype, f"{kind} data")
         # the index-free path must give the same values
         y_only = fastpool.max_pool(x, **case.max_kwargs())
         np.testing.assert_array_equal(y_only, y_ref, err_msg=f"{kind} data, no indices")
@@ -77,7 +77,7 @@ def test_backward_matches_reference(case, backend):
         x = case.data(kind)
         _, idx_ref = ref_forward(case, kind)
         expected = cached(("max_bwd", case.id, kind),
-                          lambda: ref.max_pool_backward(g, x, **case.max_kwargs()))
+                          lambda x=x: ref.max_pool_backward(g, x, **case.max_kwargs()))
         recomputed = fastpool.max_pool_backward(g, x, **case.max_kwargs())
         assert recomputed.dtype == x.dtype and recomputed.shape == x.shape
         np.testing.assert_array_equal(recomputed, expected, err_msg=f"{kind} data, argmax from x")
@@ -90,8 +90,9 @@ def test_all_neg_inf_reports_first_real_tap(case, backend):
     """A window of -inf only: -inf, and the index of its first tap inside the input."""
     x = case.data("neg_inf")
     y_ref, idx_ref = ref_forward(case, "neg_inf")
+    assert np.all(y_ref == -np.inf)
     y, idx = fastpool.max_pool(x, return_indices=True, **case.max_kwargs())
-    assert np.all(y == -np.inf)
+    np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
     g = grad_for(case)
     np.testing.assert_array_equal(fastpool.max_pool_backward(g, x, **case.max_kwargs()),
@@ -316,6 +317,22 @@ def test_channels_first_view_of_channels_last_memory(geom, batched, channels, ba
     np.testing.assert_array_equal(fastpool.max_pool_backward(g, x_view, indices=idx, **kw), gx_ref)
 
 
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_channels_last_view_of_channels_first_memory(rank, backend):
+    """The mirror case: ``x_nchw.transpose(0, 2, 3, 1)`` with layout="channels_last"."""
+    spatial = (5, 7, 9)[3 - rank:]
+    x_cf = make_data(np.random.default_rng(rank), (2, 17) + spatial, np.float64, "ints")
+    x_view = np.moveaxis(x_cf, 1, -1)
+    kw = dict(kernel_size=(3,) * rank, stride=2, padding=1, ceil_mode=True, layout="channels_last")
+    y_ref, idx_ref = ref.max_pool(np.ascontiguousarray(x_view), **kw)
+    y, idx = fastpool.max_pool(x_view, return_indices=True, **kw)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+    g = make_data(np.random.default_rng(rank + 10), y_ref.shape, np.float64, "ints")
+    np.testing.assert_array_equal(fastpool.max_pool_backward(g, x_view, **kw),
+                                  ref.max_pool_backward(g, np.ascontiguousarray(x_view), **kw))
+
+
 # ---------------------------------------------------------------------- SIMD paths and threads
 
 
@@ -360,7 +377,7 @@ def test_large_inputs_match_reference(case, num_threads):
         x = case.data(kind)
         y_ref, idx_ref = ref.max_pool(x, **kw)
         y, idx = fastpool.max_pool(x, return_indices=True, **kw)
-        assert_forward_equal(y, idx, y_ref, idx_ref, x.dtype)
+        assert_forward_equal(y, idx, y_ref, idx_ref, x.dtype, f"{kind} data")
         g = grad_for(case)
         np.testing.assert_array_equal(fastpool.max_pool_backward(g, x, **kw),
                                       ref.max_pool_backward(g, x, indices=idx_ref, **kw))
@@ -379,3 +396,23 @@ def test_random_geometries_match_reference(case, backend):
     g = grad_for(case)
     np.testing.assert_array_equal(fastpool.max_pool_backward(g, x, **kw),
                                   ref.max_pool_backward(g, x, indices=idx_ref, **kw))
+
+
+@pytest.mark.slow
+def test_indices_beyond_float32_exactness():
+    """A spatial plane of 2**24 + 37 elements: indices above 2**24 (not exact in float32)
+    must still be exact. Windows of 2 with stride 2 and no ties: the argmax of pair o is
+    2*o + (x[2o+1] > x[2o])."""
+    n = 2**24 + 37
+    x = np.random.default_rng(3).standard_normal((1, 1, n)).astype(np.float32)
+    y, idx = fastpool.max_pool(x, 2, return_indices=True)
+    pairs = x[0, 0, : n - 1].reshape(-1, 2)
+    expected = 2 * np.arange(pairs.shape[0]) + (pairs[:, 1] > pairs[:, 0])
+    np.testing.assert_array_equal(idx[0, 0], expected)
+    np.testing.assert_array_equal(y[0, 0], pairs.max(axis=1))
+    del y, pairs
+    g = np.ones(idx.shape, np.float32)
+    gx = fastpool.max_pool_backward(g, x, 2)
+    hit = np.zeros(n, bool)
+    hit[expected] = True
+    np.testing.assert_array_equal(gx[0, 0], hit.astype(np.float32))

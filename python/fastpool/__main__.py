@@ -10,6 +10,7 @@ threads as fastpool). Exits with status 1 if any check fails.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -50,6 +51,36 @@ class CheckFailed(Exception):
     pass
 
 
+class OtherLoad:
+    """CPU time other processes used while we ran (Linux /proc/stat): timings on a
+    2-core machine are only meaningful when this stays near zero."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> Optional[Tuple[float, float, float]]:
+        try:
+            with open("/proc/stat") as f:
+                v = [int(t) for t in f.readline().split()[1:]]
+            busy = (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle, iowait
+            t = os.times()
+            return busy, t.user + t.system + t.children_user + t.children_system, time.monotonic()
+        except (OSError, ValueError, IndexError, AttributeError):
+            return None
+
+    def report(self) -> str:
+        end = self._sample()
+        if self.start is None or end is None:
+            return ""
+        others = (end[0] - self.start[0]) - (end[1] - self.start[1])
+        share = others / max(end[2] - self.start[2], 1e-9)
+        msg = f"other processes used {max(others, 0):.1f} CPU-s ({max(share, 0):.2f} CPUs on average) during the run"
+        if share > 0.1:
+            msg += ": WARNING, the timings are disturbed (a thread waiting for a busy core shows as ~8 ms steps)"
+        return msg
+
+
 def check_close(got: np.ndarray, ref: np.ndarray, what: str, rtol: float, atol: float) -> None:
     if got.shape != ref.shape or got.dtype != ref.dtype:
         raise CheckFailed(f"{what}: got shape {got.shape} {got.dtype}, expected {ref.shape} {ref.dtype}")
@@ -64,7 +95,7 @@ def check_close(got: np.ndarray, ref: np.ndarray, what: str, rtol: float, atol: 
         raise CheckFailed(
             f"{what}: {n_bad} of {bad.size} elements differ from the NumPy baseline "
             f"(rtol={rtol}, atol={atol}); first at index {tuple(int(v) for v in i)}: "
-            f"fastpool {got[i]!r}, NumPy {ref[i]!r}")
+            f"fastpool {got[i].item()!r}, NumPy {ref[i].item()!r}")
 
 
 def time_once(prepare: Optional[Callable[[], Any]], run: Callable[..., Any]) -> float:
@@ -74,32 +105,80 @@ def time_once(prepare: Optional[Callable[[], Any]], run: Callable[..., Any]) -> 
     return time.perf_counter() - t0
 
 
-def torch_contenders(torch: Any, kind: str, x: np.ndarray, g: np.ndarray, layout: str,
-                     kw: Dict[str, Any]) -> Dict[str, Tuple[Optional[Callable], Callable]]:
-    """(prepare, run) pairs timing torch's forward and its autograd backward."""
-    F = torch.nn.functional
+def torch_call(torch: Any, kind: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
+               kw: Dict[str, Any]) -> Tuple[Optional[Callable], Callable]:
+    """(prepare, run) timing torch's forward, or its autograd backward."""
     rank = x.ndim - 2
-    fn = getattr(F, f"{kind}_pool{rank}d")
+    fn = getattr(torch.nn.functional, f"{kind}_pool{rank}d")
     perm = (0, rank + 1) + tuple(range(1, rank + 1))  # NHWC memory seen as NCHW
 
     def as_torch(a: np.ndarray) -> Any:
         t = torch.from_numpy(a)
         return t.permute(perm) if layout == "channels_last" else t
 
-    xt, gt = as_torch(x), as_torch(g)
     args = (kw["kernel_size"], kw["stride"], kw["padding"])
+    xt = as_torch(x)
+    if direction == "fwd":
+        def fwd() -> Any:
+            with torch.no_grad():
+                return fn(xt, *args)
+        return None, fwd
 
-    def fwd() -> Any:
-        with torch.no_grad():
-            return fn(xt, *args)
-
-    xg = xt.detach().requires_grad_(True)
+    xg, gt = xt.detach().requires_grad_(True), as_torch(g)
 
     def prepare_bwd() -> Any:
         xg.grad = None  # a fresh gradient each call, as fastpool's
         return fn(xg, *args)
+    return prepare_bwd, lambda y: y.backward(gt)
 
-    return {"fwd": (None, fwd), "bwd": (prepare_bwd, lambda y: y.backward(gt))}
+
+def calls(kind: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
+          kw: Dict[str, Any]) -> Tuple[Callable[[], np.ndarray], Callable[[], np.ndarray]]:
+    """fastpool's call and the NumPy baseline's (same signatures) for one step."""
+    if direction == "fwd":
+        name, args = f"{kind}_pool", (x,)
+    else:
+        name, args = f"{kind}_pool_backward", (g, x if kind == "max" else x.shape)
+    f_fp, f_np = getattr(fastpool, name), getattr(npool, name)
+    return (lambda: f_fp(*args, layout=layout, **kw)), (lambda: f_np(*args, layout=layout, **kw))
+
+
+def run_step(what: str, kind: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
+             kw: Dict[str, Any], torch: Any, reps: Dict[str, int]
+             ) -> Tuple[Dict[str, Optional[float]], Optional[str], Tuple[int, ...]]:
+    """Check fastpool against NumPy, then time the contenders, interleaved.
+
+    Returns the median ms per contender, a failure message or None, and the
+    reference result's shape."""
+    f_fp, f_np = calls(kind, direction, x, g, layout, kw)
+    samples: Dict[str, List[float]] = {"fastpool": [], "numpy": [], "torch": []}
+    t0 = time.perf_counter()
+    ref = f_np()  # the check run is NumPy's first timing sample
+    samples["numpy"].append(time.perf_counter() - t0)
+    ref_shape = ref.shape
+    failure = None
+    try:
+        exact = kind == "max" and direction == "fwd"
+        check_close(f_fp(), ref, what, rtol=0 if exact else 1e-5, atol=0 if exact else 1e-5)
+    except CheckFailed as e:
+        failure = str(e)
+    except Exception as e:  # a crash: report it, keep going
+        failure = f"{what}: {type(e).__name__}: {e}"
+    del ref
+
+    contenders: Dict[str, Tuple[Optional[Callable], Callable]] = {"numpy": (None, f_np)}
+    if failure is None:
+        contenders["fastpool"] = (None, f_fp)
+    if torch is not None:
+        contenders["torch"] = torch_call(torch, kind, direction, x, g, layout, kw)
+        time_once(*contenders["torch"])  # warm-up; fastpool's was the check
+    # Interleave the contenders, so a change in memory bandwidth hits them all.
+    for _ in range(max(reps.values())):
+        for who, (prep, run) in contenders.items():
+            if len(samples[who]) < reps[who]:
+                samples[who].append(time_once(prep, run))
+    ms = {w: statistics.median(v) * 1e3 if v else None for w, v in samples.items()}
+    return ms, failure, ref_shape
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -123,88 +202,39 @@ def main(argv: Optional[List[str]] = None) -> int:
             torch.set_num_threads(n_threads)
         except ImportError:
             print("torch not importable: PyTorch column skipped\n")
-    reps = {"fastpool": 3, "torch": 2, "numpy": 1} if args.quick else {"fastpool": 9, "torch": 5, "numpy": 2}
+    reps = {"fastpool": 5, "torch": 3, "numpy": 1} if args.quick else {"fastpool": 9, "torch": 5, "numpy": 2}
+
+    def cell(v: Optional[float]) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    def ratio(v: Optional[float], fp: Optional[float]) -> str:
+        return "n/a" if v is None or fp is None else f"{v / fp:.1f}x"
 
     rng = np.random.default_rng(20240601)
-    steps = [(c, lay, d) for c in CASES for lay in LAYOUTS for d in DIRECTIONS]
+    n_steps = len(CASES) * len(LAYOUTS) * len(DIRECTIONS)
     rows: List[Tuple[str, ...]] = []
     failures: List[str] = []
     t_start = time.perf_counter()
-    inputs: Dict[Any, Any] = {}
-    for step, (case, layout, direction) in enumerate(steps, 1):
-        net, label, kind, shape, k, s, p = case
+    load = OtherLoad()
+    for net, label, kind, shape, k, s, p in CASES:
         rank = len(shape) - 2
-        cl = layout == "channels_last"
-        xshape = (shape[0],) + shape[2:] + (shape[1],) if cl else shape
-        name = f"{net} {label}"
-        shape_s = "(" + ",".join(map(str, xshape)) + ")"
-        print(f"[{step}/{len(steps)}] {name} {shape_s} {layout} {direction} ...", file=sys.stderr, flush=True)
-
         kw = dict(kernel_size=(k,) * rank, stride=(s,) * rank, padding=(p,) * rank)
-        if direction == "fwd":
-            x = uniform(rng, xshape)
-            t0 = time.perf_counter()
-            y_ref = getattr(npool, f"{kind}_pool")(x, layout=layout, **kw)
-            t_ref = time.perf_counter() - t0
-            g = uniform(rng, y_ref.shape)
-            inputs = {"x": x, "g": g, "ref": (y_ref, t_ref)}
-        x, g = inputs["x"], inputs["g"]
-
-        if kind == "max":
-            f_fp = {"fwd": lambda: fastpool.max_pool(x, layout=layout, **kw),
-                    "bwd": lambda: fastpool.max_pool_backward(g, x, layout=layout, **kw)}[direction]
-            f_np = {"fwd": lambda: npool.max_pool(x, layout=layout, **kw),
-                    "bwd": lambda: npool.max_pool_backward(g, x, layout=layout, **kw)}[direction]
-        else:
-            f_fp = {"fwd": lambda: fastpool.avg_pool(x, layout=layout, **kw),
-                    "bwd": lambda: fastpool.avg_pool_backward(g, x.shape, layout=layout, **kw)}[direction]
-            f_np = {"fwd": lambda: npool.avg_pool(x, layout=layout, **kw),
-                    "bwd": lambda: npool.avg_pool_backward(g, x.shape, layout=layout, **kw)}[direction]
-
-        # Check (the first NumPy run is also its first timing sample).
-        samples: Dict[str, List[float]] = {"fastpool": [], "numpy": [], "torch": []}
-        if direction == "fwd":
-            ref, t_ref = inputs.pop("ref")
-        else:
-            t0 = time.perf_counter()
-            ref = f_np()
-            t_ref = time.perf_counter() - t0
-        samples["numpy"].append(t_ref)
-        status = "ok"
-        try:
-            got = f_fp()
-            exact = kind == "max" and direction == "fwd"
-            check_close(got, ref, f"{name} {shape_s} {layout} {direction}",
-                        rtol=0 if exact else 1e-5, atol=0 if exact else 1e-5)
-            del got
-        except Exception as e:  # a crash or a mismatch: report, keep going
-            failures.append(f"{type(e).__name__}: {e}" if not isinstance(e, CheckFailed) else str(e))
-            status = "FAIL"
-        del ref
-
-        contenders: Dict[str, Tuple[Optional[Callable], Callable]] = {"numpy": (None, f_np)}
-        if status == "ok":
-            contenders["fastpool"] = (None, f_fp)
-        if torch is not None:
-            contenders["torch"] = torch_contenders(torch, kind, x, g, layout, kw)[direction]
-            time_once(*contenders["torch"])  # warm-up
-        # Interleave the contenders, so a change in memory bandwidth hits them all.
-        for _ in range(max(reps.values())):
-            for who, (prep, run) in contenders.items():
-                if len(samples[who]) < reps[who]:
-                    samples[who].append(time_once(prep, run))
-
-        ms = {w: statistics.median(v) * 1e3 if v else None for w, v in samples.items()}
-        fp = ms["fastpool"]
-
-        def cell(v: Optional[float]) -> str:
-            return "n/a" if v is None else f"{v:.2f}"
-
-        def ratio(v: Optional[float]) -> str:
-            return "n/a" if v is None or fp is None else f"{v / fp:.1f}x"
-
-        rows.append((name, shape_s, layout, direction, cell(fp), cell(ms["numpy"]), cell(ms["torch"]),
-                     ratio(ms["numpy"]), ratio(ms["torch"]), status))
+        name = f"{net} {label}"
+        for layout in LAYOUTS:
+            xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
+            shape_s = "(" + ",".join(map(str, xshape)) + ")"
+            x, g = uniform(rng, xshape), None
+            for direction in DIRECTIONS:
+                what = f"{name} {shape_s} {layout} {direction}"
+                print(f"[{len(rows) + 1}/{n_steps}] {what} ...", file=sys.stderr, flush=True)
+                ms, failure, y_shape = run_step(what, kind, direction, x, g, layout, kw, torch, reps)
+                if failure:
+                    failures.append(failure)
+                if direction == "fwd":
+                    g = uniform(rng, y_shape)
+                fp = ms["fastpool"]
+                rows.append((name, shape_s, layout, direction, cell(fp), cell(ms["numpy"]), cell(ms["torch"]),
+                             ratio(ms["numpy"], fp), ratio(ms["torch"], fp), "FAIL" if failure else "ok"))
 
     headers = ("operator", "input shape", "layout", "dir", "fastpool ms", "NumPy ms", "torch ms",
                "vs NumPy", "vs torch", "check")
@@ -214,10 +244,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     def fmt(r: Tuple[str, ...]) -> str:
         return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
 
+    numpy_runs = "1 run" if reps["numpy"] == 1 else f"median of {reps['numpy']} runs"
     print(f"float32, {n_threads} thread(s) for fastpool and torch; NumPy is single-threaded.")
     print(f"Medians of {reps['fastpool']} fastpool / {reps['torch']} torch runs after a warm-up; "
-          f"NumPy: {'1 run' if reps['numpy'] == 1 else 'median of %d runs' % reps['numpy']} "
-          f"(with the checking run, no warm-up). Fresh outputs every call.")
+          f"NumPy: {numpy_runs} (the first is the checking run; no warm-up). Fresh outputs every call.")
     print("torch backward: autograd .backward() only (its forward runs untimed before each call).")
     print("VGG-16's 224x224 and 112x112 layers use batch 8, every other layer batch 32.")
     print("vs X = X's time / fastpool's time (> 1: fastpool is faster).\n")
@@ -226,14 +256,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     for r in rows:
         print(fmt(r))
     print(f"\ntotal {time.perf_counter() - t_start:.1f} s")
+    other_load = load.report()
+    if other_load:
+        print(other_load)
     if failures:
-        print(f"\nFAILED: {len(failures)} of {len(steps)} checks against the NumPy baseline:", file=sys.stderr)
+        print(f"\nFAILED: {len(failures)} of {n_steps} checks against the NumPy baseline:", file=sys.stderr)
         for f in failures:
             print("  " + f, file=sys.stderr)
         return 1
-    print(f"all {len(steps)} checks against the NumPy baseline passed")
+    print(f"all {n_steps} checks against the NumPy baseline passed")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

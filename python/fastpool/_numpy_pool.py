@@ -3,7 +3,7 @@
 Used by ``python -m fastpool`` and ``asv_bench/compare.py`` as the "NumPy" speed
 baseline and to check fastpool's results; the test suite has its own reference in
 ``tests/``. Same arguments and semantics as :mod:`fastpool.pooling` (padding as an
-int, per-axis ints, ``((before, after), ...)`` pairs, ``"valid"`` or ``"same"``),
+int, per-axis ints, ``((before, after), ...)`` pairs, ``"valid"``, ``"same"`` or ``"same_lower"``),
 batched inputs only.
 
 Method: pad once, then loop over the kernel taps. Tap ``j`` of every window along an
@@ -53,7 +53,8 @@ class _Geom:
             for i, k, s, d in zip(self.I, self.k, self.s, self.d):
                 o = -(-i // s)
                 p = max(0, (o - 1) * s + d * (k - 1) + 1 - i) if self.is_same else 0
-                pads.append((p // 2, p - p // 2) if padding.lower() == "same" else (p - p // 2, p // 2))
+                lower = padding.lower() == "same_lower"
+                pads.append((p - p // 2, p // 2) if lower else (p // 2, p - p // 2))
         elif isinstance(padding, Sequence) and any(isinstance(p, Sequence) for p in padding):
             pads = [tuple(p) if isinstance(p, Sequence) else (p, p) for p in padding]
         else:
@@ -151,10 +152,12 @@ def max_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dilat
     taps = g.taps()
     # The first tap equal to the maximum wins; then, in NaN windows (no tap equals a
     # NaN), the last NaN: the first one scanning the taps backwards.
-    for order, match in ((taps, lambda v: np.equal(v, y, out=hit)),
-                         (taps[::-1], lambda v: np.isnan(v, out=hit))):
-        for t in order:
-            match(xp[t])
+    for nan_pass in (False, True):
+        for t in taps[::-1] if nan_pass else taps:
+            if nan_pass:
+                np.isnan(xp[t], out=hit)
+            else:
+                np.equal(xp[t], y, out=hit)
             if valid is not None:
                 hit &= valid[t]  # padding never wins
             hit &= todo

@@ -174,6 +174,7 @@ def max_pool(
     array([[[[ 5.,  7.],
              [13., 15.]]]], dtype=float32)
     """
+    x = check_float_array(x, "x")
     rank = _rank_of(kernel_size, x)
     return _max_pool(x, rank, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout, out)
 
@@ -234,6 +235,7 @@ def max_pool_backward(
     >>> fastpool.max_pool_backward(np.ones((1, 1, 2), np.float32), x, (2,))
     array([[[0., 1., 1., 0.]]], dtype=float32)
     """
+    x = check_float_array(x, "x")
     rank = _rank_of(kernel_size, x)
     return _max_pool_backward(grad_output, x, rank, kernel_size, stride, padding, dilation,
                               ceil_mode, indices, layout, out)
@@ -312,6 +314,7 @@ def avg_pool(
     array([[[[ 2.5,  4.5],
              [10.5, 12.5]]]], dtype=float32)
     """
+    x = check_float_array(x, "x")
     rank = _rank_of(kernel_size, x)
     return _avg_pool(x, rank, kernel_size, stride, padding, ceil_mode, count_include_pad,
                      divisor_override, dilation, layout, out)

@@ -148,12 +148,12 @@ bool avg_backward_cf(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions
             for (index_t o = c0; o < c1; ++o) gs[o - c0] = T(dv.at(od, oh, o));
             // gs = grad / divisor
             for (index_t o = c0; o < c1; ++o) gs[o - c0] = grow[o] / gs[o - c0];
-            index_t f, l;
-            aw.valid_taps(c0, f, l);
-            const index_t lo = aw.start(c0) + f * aw.dilation;
-            aw.valid_taps(c1 - 1, f, l);
-            const index_t hi = aw.start(c1 - 1) + (l - 1) * aw.dilation + 1;
+            // Every tap of windows c0..c1-1 lies in [lo, hi) (with dilation a later
+            // window may reach further left than the first one's first valid tap).
+            const index_t lo = imax(aw.start(c0), 0);
+            const index_t hi = imin(aw.start(c1 - 1) + (aw.kernel - 1) * aw.dilation + 1, w);
             for (index_t i = lo; i < hi; ++i) spread[i] = T(0);
+            index_t f, l;
             for (index_t o = c0; o < c1; ++o) {
               aw.valid_taps(o, f, l);
               T* sp = spread + aw.start(o);
