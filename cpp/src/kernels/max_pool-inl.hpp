@@ -44,9 +44,13 @@ struct MaxRowOp {
     W bt = W::zero();
     for (index_t j = 1; j < k; ++j) {
       const W v = W::load_strided(p + j * d, s);
-      const typename W::M m = W::gt_or_nan(v, best);
-      best = W::select(m, v, best);
-      if (kTaps) bt = W::select(m, W::set1(T(j)), bt);
+      if (kTaps) {
+        const typename W::M m = W::gt_or_nan(v, best);
+        best = W::select(m, v, best);
+        bt = W::select(m, W::set1(T(j)), bt);
+      } else {
+        best = W::max_nan(best, v);
+      }
     }
     W::store(val, best);
     if (kTaps) W::store(tap, bt);
@@ -74,11 +78,13 @@ struct MaxRowOp {
   template <class W>
   static void fold_lanes(T* av, T* at, T* ar, const T* hv, const T* ht, T r, index_t i) {
     const W v = W::load(hv + i), acc = W::load(av + i);
-    const typename W::M m = W::gt_or_nan(v, acc);
-    W::store(av + i, W::select(m, v, acc));
     if (kTaps) {
+      const typename W::M m = W::gt_or_nan(v, acc);
+      W::store(av + i, W::select(m, v, acc));
       W::store(at + i, W::select(m, W::load(ht + i), W::load(at + i)));
       W::store(ar + i, W::select(m, W::set1(r), W::load(ar + i)));
+    } else {
+      W::store(av + i, W::max_nan(acc, v));
     }
   }
 
@@ -210,10 +216,12 @@ inline void max_pixel(const T* xn, const PoolGeometry& g, const PixelWindow& w, 
       if (first) {
         best[u] = v;
         if (kTaps) bt[u] = t;
-      } else {
+      } else if (kTaps) {
         const typename W::M m = W::gt_or_nan(v, best[u]);
         best[u] = W::select(m, v, best[u]);
-        if (kTaps) bt[u] = W::select(m, t, bt[u]);
+        bt[u] = W::select(m, t, bt[u]);
+      } else {
+        best[u] = W::max_nan(best[u], v);
       }
     }
     first = false;

@@ -38,6 +38,11 @@ struct Vec<float> {
     return _mm256_or_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ), _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q));
   }
   static M eq(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
+  // maxps(v, acc) is v > acc ? v : acc, keeping acc when either is NaN; then a NaN
+  // in v is blended in. Same result as the blend rule in one op less.
+  static Vec max_nan(Vec acc, Vec v) {
+    return {_mm256_blendv_ps(_mm256_max_ps(v.v, acc.v), v.v, _mm256_cmp_ps(v.v, v.v, _CMP_UNORD_Q))};
+  }
   static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
   static void stream(float* p, Vec a) { _mm256_storeu_ps(p, a.v); }
 };
@@ -73,6 +78,9 @@ struct Vec<double> {
     return _mm256_or_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ), _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q));
   }
   static M eq(Vec a, Vec b) { return _mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ); }
+  static Vec max_nan(Vec acc, Vec v) {
+    return {_mm256_blendv_pd(_mm256_max_pd(v.v, acc.v), v.v, _mm256_cmp_pd(v.v, v.v, _CMP_UNORD_Q))};
+  }
   static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_pd(b.v, a.v, m)}; }
   static void stream(double* p, Vec a) { _mm256_storeu_pd(p, a.v); }
 };

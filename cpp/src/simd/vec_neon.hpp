@@ -27,6 +27,8 @@ struct Vec<float> {
     return vorrq_u32(vcgtq_f32(a.v, b.v), vmvnq_u32(vceqq_f32(a.v, a.v)));
   }
   static M eq(Vec a, Vec b) { return vceqq_f32(a.v, b.v); }
+  // vmaxq would order +0/-0 ties differently from the scalar rule: use the blend.
+  static Vec max_nan(Vec acc, Vec v) { return select(gt_or_nan(v, acc), v, acc); }
   static Vec select(M m, Vec a, Vec b) { return {vbslq_f32(m, a.v, b.v)}; }
   static void stream(float* p, Vec a) { vst1q_f32(p, a.v); }
 };
@@ -57,6 +59,7 @@ struct Vec<double> {
     return vorrq_u64(vcgtq_f64(a.v, b.v), is_nan);
   }
   static M eq(Vec a, Vec b) { return vceqq_f64(a.v, b.v); }
+  static Vec max_nan(Vec acc, Vec v) { return select(gt_or_nan(v, acc), v, acc); }
   static Vec select(M m, Vec a, Vec b) { return {vbslq_f64(m, a.v, b.v)}; }
   static void stream(double* p, Vec a) { vst1q_f64(p, a.v); }
 };

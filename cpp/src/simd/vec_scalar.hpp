@@ -19,6 +19,8 @@ struct Scalar {
   // a > b or a is NaN: the max-pooling scan rule.
   static M gt_or_nan(Scalar a, Scalar b) { return a.v > b.v || a.v != a.v; }
   static M eq(Scalar a, Scalar b) { return a.v == b.v; }
+  // acc updated by v under the scan rule (value only).
+  static Scalar max_nan(Scalar acc, Scalar v) { return {v.v > acc.v || v.v != v.v ? v.v : acc.v}; }
   static Scalar select(M m, Scalar a, Scalar b) { return {m ? a.v : b.v}; }
   static void stream(T* p, Scalar a) { *p = a.v; }
 };
