@@ -28,13 +28,13 @@ inline std::size_t divisor_bytes(const PoolGeometry& g) {
          Scratch::bytes<index_t>(g.axis[2].out);
 }
 
-// Divides n values by their divisors, both stored contiguously.
+// y[i] = sum[i] / div[i] for i < n; sum and div are scratch rows with slack.
 template <class T>
-inline void divide(T* y, const T* div, index_t n) {
+inline void divide(T* y, const T* sum, const T* div, index_t n) {
   using V = Vec<T>;
   index_t i = 0;
-  for (; i + V::N <= n; i += V::N) V::store(y + i, V::div(V::load(y + i), V::load(div + i)));
-  for (; i < n; ++i) y[i] = y[i] / div[i];
+  for (; i + V::N <= n; i += V::N) V::store(y + i, V::div(V::load(sum + i), V::load(div + i)));
+  if (i < n) V::store_n(y + i, V::div(V::load(sum + i), V::load(div + i)), n - i);
 }
 
 // ---------------------------------------------------------------- channels first
@@ -56,35 +56,32 @@ struct SumRowOp {
     return sum;
   }
 
-  // Windows o..o+W::N-1, all inside the input.
-  template <class W>
-  void steady(const T* row, index_t o, T* val) const {
+  // Windows o..o+n-1 (n <= V::N), all inside the input.
+  void steady(const T* row, index_t o, T* val, index_t n = V::N) const {
     const index_t s = aw.stride, d = aw.dilation, k = aw.kernel;
     const T* p = row + aw.start(o);
-    W sum = W::load_strided(p, s);
-    for (index_t j = 1; j < k; ++j) sum = W::add(sum, W::load_strided(p + j * d, s));
-    W::store(val, sum);
+    V sum = V::load_strided_n(p, s, n);
+    for (index_t j = 1; j < k; ++j) sum = V::add(sum, V::load_strided_n(p + j * d, s, n));
+    V::store(val, sum);  // whole vector: see MaxRowOp::hpass
   }
 
   void hpass(const T* row, index_t c0, index_t c1, T* val, T*) const {
     const index_t a = imin(imax(lo, c0), c1), b = imin(imax(hi, a), c1);
     index_t o = c0;
     for (; o < a; ++o) val[o - c0] = window(row, o);
-    for (; o + V::N <= b; o += V::N) steady<V>(row, o, val + (o - c0));
+    for (; o + V::N <= b; o += V::N) steady(row, o, val + (o - c0));
     if (o < b && b - a >= V::N) {  // last block overlaps the previous one: same values again
-      steady<V>(row, b - V::N, val + (b - V::N - c0));
+      steady(row, b - V::N, val + (b - V::N - c0));
       o = b;
     }
-    for (; o < b; ++o) steady<Scalar<T>>(row, o, val + (o - c0));
+    if (o < b) steady(row, o, val + (o - c0), b - o);  // short row, as MaxRowOp::hpass
     for (; o < c1; ++o) val[o - c0] = window(row, o);
   }
 
   void start(T*, index_t) const {}
 
   void fold(T* av, T*, T*, const T* hv, const T*, index_t, index_t n) const {
-    index_t i = 0;
-    for (; i + V::N <= n; i += V::N) V::store(av + i, V::add(V::load(av + i), V::load(hv + i)));
-    for (; i < n; ++i) av[i] = av[i] + hv[i];
+    for (index_t i = 0; i < n; i += V::N) V::store(av + i, V::add(V::load(av + i), V::load(hv + i)));
   }
 };
 
@@ -102,9 +99,9 @@ bool avg_forward_cf(const T* x, T* y, const PoolGeometry& g, const AvgOptions& o
       [&](RowScratch<T>& s, index_t plane, index_t od, index_t oh, index_t c0, index_t c1) {
         const index_t n = window_rows(g, od, oh, s.rows);
         T* yr = y + plane * out_plane + (od * oh_n + oh) * ow_n + c0;
-        reduce_rows(op, x + plane * in_plane, aw.in, s.rows, n, c0, c1, s, plan.cached, yr);
+        reduce_rows(op, x + plane * in_plane, aw.in, s.rows, n, c0, c1, s, plan.cached);
         for (index_t o = c0; o < c1; ++o) s.acc_tap[o - c0] = T(dv.at(od, oh, o));
-        divide(yr, s.acc_tap, c1 - c0);
+        divide(yr, s.acc_val, s.acc_tap, c1 - c0);
       });
 }
 

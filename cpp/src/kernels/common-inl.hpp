@@ -105,6 +105,26 @@ inline void zero_rows(T* base, index_t width, index_t stride, index_t done, inde
 // Output columns of the channels-first row passes are processed in chunks, so the
 // scratch stays in cache however wide the input is.
 constexpr index_t kChunk = 2048;
+// Elements of slack after each scratch row: one vector of the widest type.
+constexpr index_t kRowSlack = 16;
+
+// Scratch-to-scratch copy in whole vectors of the same width the passes store with
+// (a narrower reload of a wider store would miss store forwarding).
+template <class T>
+inline void copy_row(T* dst, const T* src, index_t n) {
+  using V = Vec<T>;
+  for (index_t i = 0; i < n; i += V::N) V::store(dst + i, V::load(src + i));
+}
+
+// dst[0..n) = src[0..n); src may be read past n (scratch with slack), dst is not
+// written past n.
+template <class T>
+inline void store_row(T* dst, const T* src, index_t n) {
+  using V = Vec<T>;
+  index_t i = 0;
+  for (; i + V::N <= n; i += V::N) V::store(dst + i, V::load(src + i));
+  if (i < n) V::store_n(dst + i, V::load(src + i), n - i);
+}
 
 // A direct-mapped cache of horizontal-pass results keyed by input row: consecutive
 // output rows share input rows when the kernel is taller than the stride.

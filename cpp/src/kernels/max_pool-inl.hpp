@@ -11,7 +11,6 @@
 template <class T, bool kTaps>
 struct MaxRowOp {
   using V = Vec<T>;
-  using S = Scalar<T>;
   const AxisGeometry& aw;
   index_t lo, hi;
 
@@ -35,25 +34,24 @@ struct MaxRowOp {
     if (kTaps) tap = T(bt);
   }
 
-  // Windows o..o+W::N-1, all inside the input.
-  template <class W>
-  void steady(const T* row, index_t o, T* val, T* tap) const {
+  // Windows o..o+n-1 (n <= W::N), all inside the input.
+  void steady(const T* row, index_t o, T* val, T* tap, index_t n = V::N) const {
     const index_t s = aw.stride, d = aw.dilation, k = aw.kernel;
     const T* p = row + aw.start(o);
-    W best = W::load_strided(p, s);
-    W bt = W::zero();
+    V best = V::load_strided_n(p, s, n);
+    V bt = V::zero();
     for (index_t j = 1; j < k; ++j) {
-      const W v = W::load_strided(p + j * d, s);
+      const V v = V::load_strided_n(p + j * d, s, n);
       if (kTaps) {
-        const typename W::M m = W::gt_or_nan(v, best);
-        best = W::select(m, v, best);
-        bt = W::select(m, W::set1(T(j)), bt);
+        const typename V::M m = V::gt_or_nan(v, best);
+        best = V::select(m, v, best);
+        bt = V::select(m, V::set1(T(j)), bt);
       } else {
-        best = W::max_nan(best, v);
+        best = V::max_nan(best, v);
       }
     }
-    W::store(val, best);
-    if (kTaps) W::store(tap, bt);
+    V::store(val, best);
+    if (kTaps) V::store(tap, bt);
   }
 
   void hpass(const T* row, index_t c0, index_t c1, T* val, T* tap) const {
@@ -61,12 +59,14 @@ struct MaxRowOp {
     T dummy;
     index_t o = c0;
     for (; o < a; ++o) window(row, o, val[o - c0], kTaps ? tap[o - c0] : dummy);
-    for (; o + V::N <= b; o += V::N) steady<V>(row, o, val + (o - c0), kTaps ? tap + (o - c0) : nullptr);
+    for (; o + V::N <= b; o += V::N) steady(row, o, val + (o - c0), kTaps ? tap + (o - c0) : nullptr);
     if (o < b && b - a >= V::N) {  // last block overlaps the previous one: same values again
-      steady<V>(row, b - V::N, val + (b - V::N - c0), kTaps ? tap + (b - V::N - c0) : nullptr);
+      steady(row, b - V::N, val + (b - V::N - c0), kTaps ? tap + (b - V::N - c0) : nullptr);
       o = b;
     }
-    for (; o < b; ++o) steady<S>(row, o, val + (o - c0), kTaps ? tap + (o - c0) : nullptr);
+    // A short row: lanes past b are stored too (into scratch slack or columns the
+    // right border overwrites next); only input reads must stop at the row's end.
+    if (o < b) steady(row, o, val + (o - c0), kTaps ? tap + (o - c0) : nullptr, b - o);
     for (; o < c1; ++o) window(row, o, val[o - c0], kTaps ? tap[o - c0] : dummy);
   }
 
@@ -75,25 +75,20 @@ struct MaxRowOp {
       for (index_t i = 0; i < n; ++i) acc_row[i] = T(0);
   }
 
-  template <class W>
-  static void fold_lanes(T* av, T* at, T* ar, const T* hv, const T* ht, T r, index_t i) {
-    const W v = W::load(hv + i), acc = W::load(av + i);
-    if (kTaps) {
-      const typename W::M m = W::gt_or_nan(v, acc);
-      W::store(av + i, W::select(m, v, acc));
-      W::store(at + i, W::select(m, W::load(ht + i), W::load(at + i)));
-      W::store(ar + i, W::select(m, W::set1(r), W::load(ar + i)));
-    } else {
-      W::store(av + i, W::max_nan(acc, v));
-    }
-  }
-
+  // Row r wins lanes where its value beats the accumulator. All buffers are scratch
+  // rows with slack, so whole vectors cover the tail.
   void fold(T* av, T* at, T* ar, const T* hv, const T* ht, index_t r, index_t n) const {
-    index_t i = 0;
-    for (; i + V::N <= n; i += V::N) fold_lanes<V>(av, at, ar, hv, ht, T(r), i);
-    // Folding a lane twice gives the same result, so the tail re-folds an overlapping block.
-    if (i < n && n >= V::N) i = (fold_lanes<V>(av, at, ar, hv, ht, T(r), n - V::N), n);
-    for (; i < n; ++i) fold_lanes<S>(av, at, ar, hv, ht, T(r), i);
+    for (index_t i = 0; i < n; i += V::N) {
+      const V v = V::load(hv + i), acc = V::load(av + i);
+      if (kTaps) {
+        const typename V::M w = V::gt_or_nan(v, acc);
+        V::store(av + i, V::select(w, v, acc));
+        V::store(at + i, V::select(w, V::load(ht + i), V::load(at + i)));
+        V::store(ar + i, V::select(w, V::set1(T(r)), V::load(ar + i)));
+      } else {
+        V::store(av + i, V::max_nan(acc, v));
+      }
+    }
   }
 };
 
@@ -146,7 +141,8 @@ bool max_forward_cf(const T* x, T* y, std::int64_t* idx, const PoolGeometry& g, 
       [&](RowScratch<T>& s, index_t plane, index_t od, index_t oh, index_t c0, index_t c1) {
         const index_t n = window_rows(g, od, oh, s.rows);
         const index_t orow = plane * out_plane + (od * oh_n + oh) * ow_n;
-        reduce_rows(op, x + plane * in_plane, aw.in, s.rows, n, c0, c1, s, plan.cached, y + orow + c0);
+        reduce_rows(op, x + plane * in_plane, aw.in, s.rows, n, c0, c1, s, plan.cached);
+        store_row(y + orow + c0, s.acc_val, c1 - c0);
         if (kIdx)
           for (index_t o = c0; o < c1; ++o)
             idx[orow + o] = std::int64_t(s.rows[index_t(s.acc_row[o - c0])] * aw.in + aw.start(o) +
@@ -166,13 +162,12 @@ bool max_backward_cf(const T* gy, const T* x, T* gx, const PoolGeometry& g, int 
   const index_t n_rows_in = g.axis[0].in * g.axis[1].in, w = aw.in;
   int ok = 1;
   parallel_for(planes, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
-    Scratch mem(plan.scratch_bytes(true) + Scratch::bytes<T>(plan.chunk));
+    Scratch mem(plan.scratch_bytes(true));
     if (!mem.ok()) {
       report_failure(ok);
       return;
     }
     RowScratch<T> s(mem, plan, true);
-    T* acc = mem.take<T>(plan.chunk);
     for (index_t plane = b; plane < e; ++plane) {
       if (plan.cached) s.cache.reset();
       const T* xp = x + plane * in_plane;
@@ -188,7 +183,7 @@ bool max_backward_cf(const T* gy, const T* x, T* gx, const PoolGeometry& g, int 
           const T* grow = gy + plane * out_plane + (od * oh_n + oh) * ow_n;
           for (index_t c0 = 0; c0 < ow_n; c0 += plan.chunk) {
             const index_t c1 = imin(c0 + plan.chunk, ow_n);
-            reduce_rows(op, xp, w, s.rows, n, c0, c1, s, plan.cached, acc);
+            reduce_rows(op, xp, w, s.rows, n, c0, c1, s, plan.cached);
             for (index_t o = c0; o < c1; ++o)
               gp[s.rows[index_t(s.acc_row[o - c0])] * w + aw.start(o) +
                  index_t(s.acc_tap[o - c0]) * aw.dilation] += grow[o];

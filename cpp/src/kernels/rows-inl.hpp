@@ -20,16 +20,22 @@ struct RowPlan {
     cached = n_chunks == 1 && max_rows > 1;
     if (cached) {
       const AxisGeometry& ah = g.axis[1];
-      cache.slots = imin(g.axis[0].kernel * ((ah.kernel - 1) * ah.dilation + 1), 64);
-      cache.width = chunk;
+      const index_t want = imin(g.axis[0].kernel * ((ah.kernel - 1) * ah.dilation + 1), 64);
+      cache.slots = 1;
+      while (cache.slots < want) cache.slots *= 2;  // a power of two: slot = row & (slots - 1)
+      cache.width = chunk + kRowSlack;
     }
   }
 
+  // Row buffers hold a vector of slack past the chunk, so the passes may store whole
+  // vectors at the end of a row (a masked store would stall the reload that follows).
+  index_t row_capacity() const { return chunk + kRowSlack; }
+
   std::size_t scratch_bytes(bool with_taps) const {
     const index_t taps = with_taps ? 1 : 0;
-    std::size_t b = Scratch::bytes<index_t>(max_rows) + 4 * Scratch::bytes<T>(chunk);
+    std::size_t b = Scratch::bytes<index_t>(max_rows) + 5 * Scratch::bytes<T>(row_capacity());
     if (cached)
-      b += Scratch::bytes<T>(cache.slots * chunk) * (1 + taps) + Scratch::bytes<index_t>(cache.slots);
+      b += Scratch::bytes<T>(cache.slots * row_capacity()) * (1 + taps) + Scratch::bytes<index_t>(cache.slots);
     return b;
   }
 };
@@ -38,6 +44,7 @@ struct RowPlan {
 template <class T>
 struct RowScratch {
   index_t* rows;
+  T* acc_val;
   T* tmp_val;
   T* tmp_tap;
   T* acc_tap;
@@ -46,10 +53,12 @@ struct RowScratch {
 
   RowScratch(Scratch& s, const RowPlan<T>& plan, bool with_taps) {
     rows = s.take<index_t>(plan.max_rows);
-    tmp_val = s.take<T>(plan.chunk);
-    tmp_tap = s.take<T>(plan.chunk);
-    acc_tap = s.take<T>(plan.chunk);
-    acc_row = s.take<T>(plan.chunk);
+    const index_t cap = plan.row_capacity();
+    acc_val = s.take<T>(cap);
+    tmp_val = s.take<T>(cap);
+    tmp_tap = s.take<T>(cap);
+    acc_tap = s.take<T>(cap);
+    acc_row = s.take<T>(cap);
     cache = plan.cache;
     if (plan.cached) {
       cache.val = s.take<T>(cache.slots * cache.width);
@@ -71,17 +80,18 @@ inline void prefetch_ahead(const T* row, index_t width) {
 }
 
 // Reduces the window rows rows[0..n) of one plane for output columns [c0, c1) into
-// acc_val (and, when the op tracks taps, acc_tap / acc_row).
+// s.acc_val (and, when the op tracks taps, s.acc_tap / s.acc_row).
 template <class T, class Op>
 void reduce_rows(const Op& op, const T* plane, index_t width, const index_t* rows, index_t n,
-                 index_t c0, index_t c1, RowScratch<T>& s, bool cached, T* acc_val) {
+                 index_t c0, index_t c1, RowScratch<T>& s, bool cached) {
   const index_t len = c1 - c0;
+  T* acc_val = s.acc_val;
   for (index_t r = 0; r < n; ++r) {
     const T* row = plane + rows[r] * width;
     const T* hv;
     const T* ht;
     if (cached) {
-      const index_t slot = rows[r] % s.cache.slots;
+      const index_t slot = rows[r] & (s.cache.slots - 1);
       T* cv = s.cache.val + slot * s.cache.width;
       T* ct = s.cache.tap ? s.cache.tap + slot * s.cache.width : nullptr;
       if (s.cache.tag[slot] != rows[r]) {
@@ -101,9 +111,8 @@ void reduce_rows(const Op& op, const T* plane, index_t width, const index_t* row
       ht = s.tmp_tap;
     }
     if (r == 0) {
-      for (index_t i = 0; i < len; ++i) acc_val[i] = hv[i];
-      if (ht)
-        for (index_t i = 0; i < len; ++i) s.acc_tap[i] = ht[i];
+      copy_row(acc_val, hv, len);
+      if (ht) copy_row(s.acc_tap, ht, len);
       op.start(s.acc_row, len);
     } else {
       op.fold(acc_val, s.acc_tap, s.acc_row, hv, ht, r, len);

@@ -31,6 +31,19 @@ struct Vec<float> {
     for (int i = 0; i < 8; ++i) t[i] = p[i * s];
     return {_mm256_load_ps(t)};
   }
+  // Partial forms: lanes [0, n) only; memory past them is never touched.
+  static __m256i lanes(index_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n < 8 ? n : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static Vec load_n(const float* p, index_t n) { return {_mm256_maskload_ps(p, lanes(n))}; }
+  static void store_n(float* p, Vec a, index_t n) { _mm256_maskstore_ps(p, lanes(n), a.v); }
+  static Vec load_strided_n(const float* p, index_t s, index_t n) {
+    if (n >= 8) return load_strided(p, s);
+    if (s == 1) return load_n(p, n);
+    alignas(32) float t[8] = {};
+    for (index_t i = 0; i < n; ++i) t[i] = p[i * s];
+    return {_mm256_load_ps(t)};
+  }
   static Vec add(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
   static Vec mul(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
   static Vec div(Vec a, Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
@@ -70,6 +83,18 @@ struct Vec<double> {
       return {_mm256_mask_i32gather_pd(_mm256_setzero_pd(), p, idx, all, 8)};
     }
     return {_mm256_setr_pd(p[0], p[s], p[2 * s], p[3 * s])};
+  }
+  static __m256i lanes(index_t n) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n < 4 ? n : 4), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+  static Vec load_n(const double* p, index_t n) { return {_mm256_maskload_pd(p, lanes(n))}; }
+  static void store_n(double* p, Vec a, index_t n) { _mm256_maskstore_pd(p, lanes(n), a.v); }
+  static Vec load_strided_n(const double* p, index_t s, index_t n) {
+    if (n >= 4) return load_strided(p, s);
+    if (s == 1) return load_n(p, n);
+    alignas(32) double t[4] = {};
+    for (index_t i = 0; i < n; ++i) t[i] = p[i * s];
+    return {_mm256_load_pd(t)};
   }
   static Vec add(Vec a, Vec b) { return {_mm256_add_pd(a.v, b.v)}; }
   static Vec mul(Vec a, Vec b) { return {_mm256_mul_pd(a.v, b.v)}; }

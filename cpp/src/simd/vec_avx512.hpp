@@ -29,6 +29,24 @@ struct Vec<float> {
     for (int i = 0; i < 16; ++i) t[i] = p[i * s];
     return {_mm512_load_ps(t)};
   }
+  // Partial forms: lanes [0, n) only; memory past them is never touched.
+  static __mmask16 lanes(index_t n) { return __mmask16(n >= 16 ? 0xffff : (1u << n) - 1); }
+  static Vec load_n(const float* p, index_t n) { return {_mm512_maskz_loadu_ps(lanes(n), p)}; }
+  static void store_n(float* p, Vec a, index_t n) { _mm512_mask_storeu_ps(p, lanes(n), a.v); }
+  static Vec load_strided_n(const float* p, index_t s, index_t n) {
+    if (n >= 16) return load_strided(p, s);
+    if (s == 1) return load_n(p, n);
+    if (s == 2) {
+      const index_t span = 2 * n - 1;
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      const __m512 lo = _mm512_maskz_loadu_ps(lanes(span), p);
+      const __m512 hi = span > 16 ? _mm512_maskz_loadu_ps(lanes(span - 16), p + 16) : _mm512_setzero_ps();
+      return {_mm512_permutex2var_ps(lo, even, hi)};
+    }
+    alignas(64) float t[16] = {};
+    for (index_t i = 0; i < n; ++i) t[i] = p[i * s];
+    return {_mm512_load_ps(t)};
+  }
   static Vec add(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
   static Vec mul(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
   static Vec div(Vec a, Vec b) { return {_mm512_div_ps(a.v, b.v)}; }
@@ -69,6 +87,23 @@ struct Vec<double> {
     }
     alignas(64) double t[8];
     for (int i = 0; i < 8; ++i) t[i] = p[i * s];
+    return {_mm512_load_pd(t)};
+  }
+  static __mmask8 lanes(index_t n) { return __mmask8(n >= 8 ? 0xff : (1u << n) - 1); }
+  static Vec load_n(const double* p, index_t n) { return {_mm512_maskz_loadu_pd(lanes(n), p)}; }
+  static void store_n(double* p, Vec a, index_t n) { _mm512_mask_storeu_pd(p, lanes(n), a.v); }
+  static Vec load_strided_n(const double* p, index_t s, index_t n) {
+    if (n >= 8) return load_strided(p, s);
+    if (s == 1) return load_n(p, n);
+    if (s == 2) {
+      const index_t span = 2 * n - 1;
+      const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+      const __m512d lo = _mm512_maskz_loadu_pd(lanes(span), p);
+      const __m512d hi = span > 8 ? _mm512_maskz_loadu_pd(lanes(span - 8), p + 8) : _mm512_setzero_pd();
+      return {_mm512_permutex2var_pd(lo, even, hi)};
+    }
+    alignas(64) double t[8] = {};
+    for (index_t i = 0; i < n; ++i) t[i] = p[i * s];
     return {_mm512_load_pd(t)};
   }
   static Vec add(Vec a, Vec b) { return {_mm512_add_pd(a.v, b.v)}; }

@@ -20,6 +20,19 @@ struct Vec<float> {
     float t[4] = {p[0], p[s], p[2 * s], p[3 * s]};
     return {vld1q_f32(t)};
   }
+  // Partial forms: lanes [0, n) only (no masked loads on NEON: through a buffer).
+  static Vec load_n(const float* p, index_t n) { return load_strided_n(p, 1, n); }
+  static void store_n(float* p, Vec a, index_t n) {
+    float t[4];
+    vst1q_f32(t, a.v);
+    for (index_t i = 0; i < n && i < 4; ++i) p[i] = t[i];
+  }
+  static Vec load_strided_n(const float* p, index_t s, index_t n) {
+    if (n >= 4) return load_strided(p, s);
+    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (index_t i = 0; i < n; ++i) t[i] = p[i * s];
+    return {vld1q_f32(t)};
+  }
   static Vec add(Vec a, Vec b) { return {vaddq_f32(a.v, b.v)}; }
   static Vec mul(Vec a, Vec b) { return {vmulq_f32(a.v, b.v)}; }
   static Vec div(Vec a, Vec b) { return {vdivq_f32(a.v, b.v)}; }
@@ -48,6 +61,17 @@ struct Vec<double> {
     if (s == 1) return load(p);
     if (s == 2) return {vld2q_f64(p).val[0]};
     double t[2] = {p[0], p[s]};
+    return {vld1q_f64(t)};
+  }
+  static Vec load_n(const double* p, index_t n) { return load_strided_n(p, 1, n); }
+  static void store_n(double* p, Vec a, index_t n) {
+    double t[2];
+    vst1q_f64(t, a.v);
+    for (index_t i = 0; i < n && i < 2; ++i) p[i] = t[i];
+  }
+  static Vec load_strided_n(const double* p, index_t s, index_t n) {
+    if (n >= 2) return load_strided(p, s);
+    double t[2] = {p[0], 0.0};
     return {vld1q_f64(t)};
   }
   static Vec add(Vec a, Vec b) { return {vaddq_f64(a.v, b.v)}; }

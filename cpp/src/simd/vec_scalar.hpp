@@ -13,6 +13,10 @@ struct Scalar {
   static Scalar set1(T a) { return {a}; }
   static Scalar zero() { return {T(0)}; }
   static Scalar load_strided(const T* p, index_t) { return {*p}; }
+  // Partial forms (first n lanes; n >= 1): trivial for one lane.
+  static Scalar load_n(const T* p, index_t) { return {*p}; }
+  static Scalar load_strided_n(const T* p, index_t, index_t) { return {*p}; }
+  static void store_n(T* p, Scalar a, index_t) { *p = a.v; }
   static Scalar add(Scalar a, Scalar b) { return {a.v + b.v}; }
   static Scalar mul(Scalar a, Scalar b) { return {a.v * b.v}; }
   static Scalar div(Scalar a, Scalar b) { return {a.v / b.v}; }
