@@ -4,6 +4,7 @@
 #include "kernels/common-inl.hpp"
 #include "kernels/rows-inl.hpp"
 #include "kernels/channels_last-inl.hpp"
+#include "kernels/small_plane-inl.hpp"
 #include "kernels/max_pool-inl.hpp"
 #include "kernels/avg_pool-inl.hpp"
 

@@ -56,25 +56,32 @@ struct SumRowOp {
     return sum;
   }
 
-  // Windows o..o+n-1 (n <= V::N), all inside the input.
-  void steady(const T* row, index_t o, T* val, index_t n = V::N) const {
+  // n windows (n <= V::N) whose first taps start at p, all inside the input; stores
+  // a whole vector (scratch rows have slack).
+  void steady(const T* p, T* val, index_t n = V::N) const {
     const index_t s = aw.stride, d = aw.dilation, k = aw.kernel;
-    const T* p = row + aw.start(o);
     V sum = V::load_strided_n(p, s, n);
     for (index_t j = 1; j < k; ++j) sum = V::add(sum, V::load_strided_n(p + j * d, s, n));
-    V::store(val, sum);  // whole vector: see MaxRowOp::hpass
+    V::store(val, sum);
   }
 
-  void hpass(const T* row, index_t c0, index_t c1, T* val, T*) const {
+  void hpass(const T* row, index_t c0, index_t c1, T* val, T*, T* pad) const {
+    if (pad) {  // zero padding adds nothing, so no border cases
+      index_t lo, hi;
+      padded_span(aw, c0, c1, V::N, lo, hi);
+      pad_row(row, aw.in, lo, hi - lo, T(0), pad);
+      for (index_t o = c0; o < c1; o += V::N) steady(pad + (aw.start(o) - lo), val + (o - c0));
+      return;
+    }
     const index_t a = imin(imax(lo, c0), c1), b = imin(imax(hi, a), c1);
     index_t o = c0;
     for (; o < a; ++o) val[o - c0] = window(row, o);
-    for (; o + V::N <= b; o += V::N) steady(row, o, val + (o - c0));
+    for (; o + V::N <= b; o += V::N) steady(row + aw.start(o), val + (o - c0));
     if (o < b && b - a >= V::N) {  // last block overlaps the previous one: same values again
-      steady(row, b - V::N, val + (b - V::N - c0));
+      steady(row + aw.start(b - V::N), val + (b - V::N - c0));
       o = b;
     }
-    if (o < b) steady(row, o, val + (o - c0), b - o);  // short row, as MaxRowOp::hpass
+    if (o < b) steady(row + aw.start(o), val + (o - c0), b - o);  // short row, as MaxRowOp::hpass
     for (; o < c1; ++o) val[o - c0] = window(row, o);
   }
 
@@ -228,12 +235,16 @@ bool avg_backward_cl(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions
 
 template <class T>
 void avg_pool_forward_impl(const T* x, T* y, const PoolGeometry& g, const AvgOptions& opt, int threads) {
-  const bool ok = g.channels_last ? avg_forward_cl(x, y, g, opt, threads) : avg_forward_cf(x, y, g, opt, threads);
+  const bool ok = g.channels_last       ? avg_forward_cl(x, y, g, opt, threads)
+                  : small_plane_path(g) ? avg_forward_small(x, y, g, opt, threads)
+                                        : avg_forward_cf(x, y, g, opt, threads);
   if (!ok) throw std::bad_alloc();
 }
 
 template <class T>
 void avg_pool_backward_impl(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions& opt, int threads) {
-  const bool ok = g.channels_last ? avg_backward_cl(gy, gx, g, opt, threads) : avg_backward_cf(gy, gx, g, opt, threads);
+  const bool ok = g.channels_last       ? avg_backward_cl(gy, gx, g, opt, threads)
+                  : small_plane_path(g) ? avg_backward_small(gy, gx, g, opt, threads)
+                                        : avg_backward_cf(gy, gx, g, opt, threads);
   if (!ok) throw std::bad_alloc();
 }

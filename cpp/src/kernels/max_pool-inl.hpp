@@ -34,10 +34,10 @@ struct MaxRowOp {
     if (kTaps) tap = T(bt);
   }
 
-  // Windows o..o+n-1 (n <= W::N), all inside the input.
-  void steady(const T* row, index_t o, T* val, T* tap, index_t n = V::N) const {
+  // n windows (n <= V::N) whose first taps start at p, all inside the input; stores
+  // a whole vector (scratch rows have slack).
+  void steady(const T* p, T* val, T* tap, index_t n = V::N) const {
     const index_t s = aw.stride, d = aw.dilation, k = aw.kernel;
-    const T* p = row + aw.start(o);
     V best = V::load_strided_n(p, s, n);
     V bt = V::zero();
     for (index_t j = 1; j < k; ++j) {
@@ -54,19 +54,28 @@ struct MaxRowOp {
     if (kTaps) V::store(tap, bt);
   }
 
-  void hpass(const T* row, index_t c0, index_t c1, T* val, T* tap) const {
+  void hpass(const T* row, index_t c0, index_t c1, T* val, T* tap, T* pad) const {
+    if (!kTaps && pad) {  // values only: -inf padding never wins, so no border cases
+      index_t lo, hi;
+      padded_span(aw, c0, c1, V::N, lo, hi);
+      pad_row(row, aw.in, lo, hi - lo, -T(__builtin_inf()), pad);
+      for (index_t o = c0; o < c1; o += V::N) steady(pad + (aw.start(o) - lo), val + (o - c0), nullptr);
+      return;
+    }
+    // With taps a padding tap must never be reported: border windows are clipped.
     const index_t a = imin(imax(lo, c0), c1), b = imin(imax(hi, a), c1);
     T dummy;
     index_t o = c0;
     for (; o < a; ++o) window(row, o, val[o - c0], kTaps ? tap[o - c0] : dummy);
-    for (; o + V::N <= b; o += V::N) steady(row, o, val + (o - c0), kTaps ? tap + (o - c0) : nullptr);
+    for (; o + V::N <= b; o += V::N)
+      steady(row + aw.start(o), val + (o - c0), kTaps ? tap + (o - c0) : nullptr);
     if (o < b && b - a >= V::N) {  // last block overlaps the previous one: same values again
-      steady(row, b - V::N, val + (b - V::N - c0), kTaps ? tap + (b - V::N - c0) : nullptr);
+      steady(row + aw.start(b - V::N), val + (b - V::N - c0), kTaps ? tap + (b - V::N - c0) : nullptr);
       o = b;
     }
     // A short row: lanes past b are stored too (into scratch slack or columns the
     // right border overwrites next); only input reads must stop at the row's end.
-    if (o < b) steady(row, o, val + (o - c0), kTaps ? tap + (o - c0) : nullptr, b - o);
+    if (o < b) steady(row + aw.start(o), val + (o - c0), kTaps ? tap + (o - c0) : nullptr, b - o);
     for (; o < c1; ++o) window(row, o, val[o - c0], kTaps ? tap[o - c0] : dummy);
   }
 
@@ -320,6 +329,8 @@ void max_pool_forward_impl(const T* x, T* y, std::int64_t* idx, const PoolGeomet
   bool ok;
   if (g.channels_last)
     ok = idx ? max_forward_cl<T, true>(x, y, idx, g, threads) : max_forward_cl<T, false>(x, y, idx, g, threads);
+  else if (small_plane_path(g))
+    ok = idx ? max_forward_small<T, true>(x, y, idx, g, threads) : max_forward_small<T, false>(x, y, idx, g, threads);
   else
     ok = idx ? max_forward_cf<T, true>(x, y, idx, g, threads) : max_forward_cf<T, false>(x, y, idx, g, threads);
   if (!ok) throw std::bad_alloc();
@@ -329,7 +340,9 @@ template <class T>
 index_t max_pool_backward_impl(const T* gy, const T* x, const std::int64_t* idx, T* gx,
                                const PoolGeometry& g, int threads) {
   if (idx) return max_backward_indices(gy, idx, gx, g, threads);
-  const bool ok = g.channels_last ? max_backward_cl(gy, x, gx, g, threads) : max_backward_cf(gy, x, gx, g, threads);
+  const bool ok = g.channels_last       ? max_backward_cl(gy, x, gx, g, threads)
+                  : small_plane_path(g) ? max_backward_small(gy, x, gx, g, threads)
+                                        : max_backward_cf(gy, x, gx, g, threads);
   if (!ok) throw std::bad_alloc();
   return -1;
 }

@@ -2,13 +2,39 @@
 // the window (along W, vectorized across output columns) and a vertical fold of
 // those rows (along D and H). Horizontal results are cached per input row, so an
 // input row shared by two output rows is reduced once. Op supplies both passes:
-//   op.hpass(row, c0, c1, val, tap)   reduce row for output columns [c0, c1)
+//   op.hpass(row, c0, c1, val, tap, pad)  reduce row for output columns [c0, c1)
 //   op.fold(acc_val, acc_tap, acc_row, val, tap, r, n)   fold row number r in
+// Every pass stores whole vectors at the same offsets (c0 + multiples of the
+// width), so each reload is forwarded from one store.
 // Included inside an ISA namespace.
+
+// Elements of a padded copy of the input positions one chunk of windows reads, or
+// 0 where strides or dilations make it too long to be worth it.
+inline index_t padded_row_capacity(const AxisGeometry& a, index_t chunk) {
+  const index_t n = (chunk + kRowSlack) * a.stride + (a.kernel - 1) * a.dilation + 2;
+  return n <= (index_t(1) << 20) ? n : 0;
+}
+
+// buf[i] = row[lo + i] for i < n, the identity where lo + i is outside [0, w):
+// the value-only passes then need no border cases at all.
+template <class T>
+inline void pad_row(const T* row, index_t w, index_t lo, index_t n, T identity, T* buf) {
+  const index_t a = imin(imax(-lo, 0), n), b = imin(imax(w - lo, a), n);
+  for (index_t i = 0; i < a; ++i) buf[i] = identity;
+  if (b > a) std::memcpy(buf + a, row + lo + a, sizeof(T) * (b - a));
+  for (index_t i = b; i < n; ++i) buf[i] = identity;
+}
+
+// Input positions [lo, hi) read by whole-vector blocks of windows c0 .. c1-1.
+inline void padded_span(const AxisGeometry& a, index_t c0, index_t c1, index_t lanes, index_t& lo, index_t& hi) {
+  const index_t end = c0 + (c1 - c0 + lanes - 1) / lanes * lanes;
+  lo = a.start(c0);
+  hi = a.start(end - 1) + (a.kernel - 1) * a.dilation + 1 + strided_overread(a.stride);
+}
 
 template <class T>
 struct RowPlan {
-  index_t chunk = 0, n_chunks = 0, max_rows = 0;
+  index_t chunk = 0, n_chunks = 0, max_rows = 0, padded = 0;
   bool cached = false;
   RowCache<T> cache;
 
@@ -18,6 +44,7 @@ struct RowPlan {
     n_chunks = (aw.out + chunk - 1) / chunk;
     max_rows = g.axis[0].kernel * g.axis[1].kernel;
     cached = n_chunks == 1 && max_rows > 1;
+    padded = padded_row_capacity(aw, chunk);
     if (cached) {
       const AxisGeometry& ah = g.axis[1];
       const index_t want = imin(g.axis[0].kernel * ((ah.kernel - 1) * ah.dilation + 1), 64);
@@ -33,7 +60,8 @@ struct RowPlan {
 
   std::size_t scratch_bytes(bool with_taps) const {
     const index_t taps = with_taps ? 1 : 0;
-    std::size_t b = Scratch::bytes<index_t>(max_rows) + 5 * Scratch::bytes<T>(row_capacity());
+    std::size_t b = Scratch::bytes<index_t>(max_rows) + 5 * Scratch::bytes<T>(row_capacity()) +
+                    Scratch::bytes<T>(padded);
     if (cached)
       b += Scratch::bytes<T>(cache.slots * row_capacity()) * (1 + taps) + Scratch::bytes<index_t>(cache.slots);
     return b;
@@ -49,6 +77,7 @@ struct RowScratch {
   T* tmp_tap;
   T* acc_tap;
   T* acc_row;
+  T* padded;  // null when the geometry does not allow it
   RowCache<T> cache;
 
   RowScratch(Scratch& s, const RowPlan<T>& plan, bool with_taps) {
@@ -59,6 +88,7 @@ struct RowScratch {
     tmp_tap = s.take<T>(cap);
     acc_tap = s.take<T>(cap);
     acc_row = s.take<T>(cap);
+    padded = plan.padded ? s.take<T>(plan.padded) : nullptr;
     cache = plan.cache;
     if (plan.cached) {
       cache.val = s.take<T>(cache.slots * cache.width);
@@ -96,17 +126,17 @@ void reduce_rows(const Op& op, const T* plane, index_t width, const index_t* row
       T* ct = s.cache.tap ? s.cache.tap + slot * s.cache.width : nullptr;
       if (s.cache.tag[slot] != rows[r]) {
         prefetch_ahead(row, width);
-        op.hpass(row, c0, c1, cv, ct);
+        op.hpass(row, c0, c1, cv, ct, s.padded);
         s.cache.tag[slot] = rows[r];
       }
       hv = cv;
       ht = ct;
     } else if (r == 0) {
-      op.hpass(row, c0, c1, acc_val, s.acc_tap);
+      op.hpass(row, c0, c1, acc_val, s.acc_tap, s.padded);
       op.start(s.acc_row, len);
       continue;
     } else {
-      op.hpass(row, c0, c1, s.tmp_val, s.tmp_tap);
+      op.hpass(row, c0, c1, s.tmp_val, s.tmp_tap, s.padded);
       hv = s.tmp_val;
       ht = s.tmp_tap;
     }

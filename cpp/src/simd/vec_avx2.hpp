@@ -20,16 +20,8 @@ struct Vec<float> {
       const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
       return {_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)))};
     }
-    if (s <= (index_t(1) << 27)) {
-      const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                             _mm256_set1_epi32(int(s)));
-      // masked form: GCC 12 warns about the unmasked one's undefined source
-      const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-      return {_mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, idx, all, 4)};
-    }
-    alignas(32) float t[8];
-    for (int i = 0; i < 8; ++i) t[i] = p[i * s];
-    return {_mm256_load_ps(t)};
+    const std::int32_t o[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    return gather_scaled(p, o, s);
   }
   // Partial forms: lanes [0, n) only; memory past them is never touched.
   static __m256i lanes(index_t n) {
@@ -43,6 +35,20 @@ struct Vec<float> {
     alignas(32) float t[8] = {};
     for (index_t i = 0; i < n; ++i) t[i] = p[i * s];
     return {_mm256_load_ps(t)};
+  }
+  // Scalar loads assembled in registers: faster than vgatherdps on the CPUs we measured.
+  static Vec gather(const float* b, const std::int32_t* o) { return gather_scaled(b, o, 1); }
+  // b[o[i] * s] per lane.
+  static Vec gather_scaled(const float* b, const std::int32_t* o, index_t s) {
+    const __m128 lo = _mm_setr_ps(b[o[0] * s], b[o[1] * s], b[o[2] * s], b[o[3] * s]);
+    const __m128 hi = _mm_setr_ps(b[o[4] * s], b[o[5] * s], b[o[6] * s], b[o[7] * s]);
+    return {_mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1)};
+  }
+  // Every offset is readable (padding taps repeat a valid one): load, then zero.
+  static Vec gather_valid(const float* base, const std::int32_t* offs, const std::int32_t* valid) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(valid));
+    const __m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(v, _mm256_setzero_si256()));
+    return {_mm256_and_ps(m, gather(base, offs).v)};
   }
   static Vec add(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
   static Vec mul(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
@@ -77,11 +83,6 @@ struct Vec<double> {
       const __m256d a = _mm256_loadu_pd(p), b = _mm256_loadu_pd(p + 4);
       return {_mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))};
     }
-    if (s <= (index_t(1) << 28)) {
-      const __m128i idx = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(int(s)));
-      const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
-      return {_mm256_mask_i32gather_pd(_mm256_setzero_pd(), p, idx, all, 8)};
-    }
     return {_mm256_setr_pd(p[0], p[s], p[2 * s], p[3 * s])};
   }
   static __m256i lanes(index_t n) {
@@ -95,6 +96,12 @@ struct Vec<double> {
     alignas(32) double t[4] = {};
     for (index_t i = 0; i < n; ++i) t[i] = p[i * s];
     return {_mm256_load_pd(t)};
+  }
+  static Vec gather(const double* b, const std::int32_t* o) { return {_mm256_setr_pd(b[o[0]], b[o[1]], b[o[2]], b[o[3]])}; }
+  static Vec gather_valid(const double* base, const std::int32_t* offs, const std::int32_t* valid) {
+    const __m256i v = _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(valid)));
+    const __m256d m = _mm256_castsi256_pd(_mm256_cmpgt_epi64(v, _mm256_setzero_si256()));
+    return {_mm256_and_pd(m, gather(base, offs).v)};
   }
   static Vec add(Vec a, Vec b) { return {_mm256_add_pd(a.v, b.v)}; }
   static Vec mul(Vec a, Vec b) { return {_mm256_mul_pd(a.v, b.v)}; }

@@ -33,6 +33,15 @@ struct Vec<float> {
     for (index_t i = 0; i < n; ++i) t[i] = p[i * s];
     return {vld1q_f32(t)};
   }
+  static Vec gather(const float* base, const std::int32_t* o) {
+    const float t[4] = {base[o[0]], base[o[1]], base[o[2]], base[o[3]]};
+    return {vld1q_f32(t)};
+  }
+  static Vec gather_valid(const float* base, const std::int32_t* o, const std::int32_t* v) {
+    const float t[4] = {v[0] ? base[o[0]] : 0.0f, v[1] ? base[o[1]] : 0.0f, v[2] ? base[o[2]] : 0.0f,
+                        v[3] ? base[o[3]] : 0.0f};
+    return {vld1q_f32(t)};
+  }
   static Vec add(Vec a, Vec b) { return {vaddq_f32(a.v, b.v)}; }
   static Vec mul(Vec a, Vec b) { return {vmulq_f32(a.v, b.v)}; }
   static Vec div(Vec a, Vec b) { return {vdivq_f32(a.v, b.v)}; }
@@ -72,6 +81,14 @@ struct Vec<double> {
   static Vec load_strided_n(const double* p, index_t s, index_t n) {
     if (n >= 2) return load_strided(p, s);
     double t[2] = {p[0], 0.0};
+    return {vld1q_f64(t)};
+  }
+  static Vec gather(const double* base, const std::int32_t* o) {
+    const double t[2] = {base[o[0]], base[o[1]]};
+    return {vld1q_f64(t)};
+  }
+  static Vec gather_valid(const double* base, const std::int32_t* o, const std::int32_t* v) {
+    const double t[2] = {v[0] ? base[o[0]] : 0.0, v[1] ? base[o[1]] : 0.0};
     return {vld1q_f64(t)};
   }
   static Vec add(Vec a, Vec b) { return {vaddq_f64(a.v, b.v)}; }

@@ -17,6 +17,11 @@ struct Scalar {
   static Scalar load_n(const T* p, index_t) { return {*p}; }
   static Scalar load_strided_n(const T* p, index_t, index_t) { return {*p}; }
   static void store_n(T* p, Scalar a, index_t) { *p = a.v; }
+  // base[offs[i]] per lane; the masked form gives 0 where valid[i] == 0.
+  static Scalar gather(const T* base, const std::int32_t* offs) { return {base[offs[0]]}; }
+  static Scalar gather_valid(const T* base, const std::int32_t* offs, const std::int32_t* valid) {
+    return {valid[0] ? base[offs[0]] : T(0)};
+  }
   static Scalar add(Scalar a, Scalar b) { return {a.v + b.v}; }
   static Scalar mul(Scalar a, Scalar b) { return {a.v * b.v}; }
   static Scalar div(Scalar a, Scalar b) { return {a.v / b.v}; }
