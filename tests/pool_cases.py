@@ -229,7 +229,7 @@ def grid(geoms: List[Geom] = GEOMS, options: bool = False) -> List[Case]:
     """Each geometry in both layouts and both dtypes, cycling channels, batch, options."""
     cases = []
     for gi, g in enumerate(geoms):
-        for vi, (layout, dtype) in enumerate([(l, d) for l in LAYOUTS for d in DTYPES]):
+        for vi, (layout, dtype) in enumerate([(lay, d) for lay in LAYOUTS for d in DTYPES]):
             avg = AVG_OPTIONS[(gi + vi) % len(AVG_OPTIONS)] if options else {}
             cases.append(Case(g, layout, dtype, batch=1 + (gi + vi) % 2,
                               channels=CHANNELS[(gi + vi) % len(CHANNELS)], avg=dict(avg)))

@@ -158,7 +158,8 @@ BACKWARD_ERRORS = [
     ("indices-not-an-array", lambda: fastpool.max_pool_backward(G, X, 2, indices=[[[[0, 0], [0, 0]]]]), T,
      r"indices must be a numpy.ndarray"),
     ("indices-too-large", lambda: fastpool.max_pool_backward(G, X, 2, indices=np.array(
-        [[[[0, 5], [16, 3]]]], np.int64)), E, r"indices holds 16 at flat position 2, outside the spatial plane \[0, 16\)"),
+        [[[[0, 5], [16, 3]]]], np.int64)), E,
+     r"indices holds 16 at flat position 2, outside the spatial plane \[0, 16\)"),
     ("indices-negative", lambda: fastpool.max_pool_backward(G, X, 2, indices=np.array(
         [[[[0, -1], [1, 3]]]], np.int64)), E, r"indices holds -1 at flat position 1, outside the spatial plane"),
     ("indices-too-large-channels-last", lambda: fastpool.max_pool_backward(

@@ -40,7 +40,7 @@ def _torch_cases(avg: bool):
     for gi, geom in enumerate(GEOMS):
         if _torch_geometry(geom, avg) is None:
             continue
-        for vi, (layout, dtype) in enumerate([(l, d) for l in LAYOUTS for d in DTYPES]):
+        for vi, (layout, dtype) in enumerate([(lay, d) for lay in LAYOUTS for d in DTYPES]):
             cases.append(Case(geom, layout, dtype, batch=1 + (gi + vi) % 2, channels=(3, 17)[(gi + vi) % 2]))
     return [pytest.param(c, id=c.id) for c in cases]
 
@@ -122,7 +122,7 @@ def test_avg_pool_matches_torch(case, options):
                         ref.avg_pool_backward(np.abs(g), x.shape, **kw))
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=[SHORT[l] for l in LAYOUTS])
+@pytest.mark.parametrize("layout", LAYOUTS, ids=[SHORT[lay] for lay in LAYOUTS])
 def test_resnet_stem_matches_torch(layout):
     """The most common layer: max 3x3 / 2, padding 1, on a 112 x 112 map."""
     case = Case(Geom((112, 112), 3, 2, 1), layout, np.float32, 2, 16)

@@ -99,94 +99,82 @@ inline Vec<T> small_max_block(const T* plane, const TapTable<T>& tt, index_t o, 
   return best;
 }
 
+// Builds the table once per call, then calls f(tt, plane) for every plane, planes
+// split over threads.
+template <class T, class F>
+bool for_each_small_plane(const PoolGeometry& g, const AvgOptions* opt, int threads, F&& f) {
+  Scratch mem(TapTable<T>::bytes(g));
+  if (!mem.ok()) return false;
+  const TapTable<T> tt(mem, g, opt);
+  parallel_for(g.batch * g.channels, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
+    for (index_t plane = b; plane < e; ++plane) f(tt, plane);
+  });
+  return true;
+}
+
 template <class T, bool kIdx>
 bool max_forward_small(const T* x, T* y, std::int64_t* idx, const PoolGeometry& g, int threads) {
   using V = Vec<T>;
-  Scratch mem(TapTable<T>::bytes(g));
-  if (!mem.ok()) return false;
-  const TapTable<T> tt(mem, g, nullptr);
-  const index_t in_plane = g.in_plane(), op = tt.outputs;
-  parallel_for(g.batch * g.channels, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
-    for (index_t plane = b; plane < e; ++plane) {
-      const T* xp = x + plane * in_plane;
-      for (index_t o = 0; o < op; o += V::N) {
-        const index_t n = imin(V::N, op - o);
-        V bo = V::zero();
-        V::store_n(y + plane * op + o, small_max_block<T, kIdx>(xp, tt, o, bo), n);
-        if (kIdx) {
-          alignas(64) T off[V::N];
-          V::store(off, bo);
-          for (index_t l = 0; l < n; ++l) idx[plane * op + o + l] = std::int64_t(off[l]);
-        }
+  const index_t in_plane = g.in_plane(), op = g.out_plane();
+  return for_each_small_plane<T>(g, nullptr, threads, [&](const TapTable<T>& tt, index_t plane) {
+    for (index_t o = 0; o < op; o += V::N) {
+      const index_t n = imin(V::N, op - o);
+      V bo = V::zero();
+      V::store_n(y + plane * op + o, small_max_block<T, kIdx>(x + plane * in_plane, tt, o, bo), n);
+      if (kIdx) {
+        alignas(64) T off[V::N];
+        V::store(off, bo);
+        for (index_t l = 0; l < n; ++l) idx[plane * op + o + l] = std::int64_t(off[l]);
       }
     }
   });
-  return true;
 }
 
 template <class T>
 bool max_backward_small(const T* gy, const T* x, T* gx, const PoolGeometry& g, int threads) {
   using V = Vec<T>;
-  Scratch mem(TapTable<T>::bytes(g));
-  if (!mem.ok()) return false;
-  const TapTable<T> tt(mem, g, nullptr);
-  const index_t in_plane = g.in_plane(), op = tt.outputs;
-  parallel_for(g.batch * g.channels, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
-    for (index_t plane = b; plane < e; ++plane) {
-      T* gp = gx + plane * in_plane;
-      const T* gyp = gy + plane * op;
-      std::memset(gp, 0, sizeof(T) * in_plane);
-      for (index_t o = 0; o < op; o += V::N) {
-        V bo = V::zero();
-        small_max_block<T, true>(x + plane * in_plane, tt, o, bo);
-        alignas(64) T off[V::N];
-        V::store(off, bo);
-        const index_t n = imin(V::N, op - o);
-        for (index_t l = 0; l < n; ++l) gp[index_t(off[l])] += gyp[o + l];
-      }
+  const index_t in_plane = g.in_plane(), op = g.out_plane();
+  return for_each_small_plane<T>(g, nullptr, threads, [&](const TapTable<T>& tt, index_t plane) {
+    T* gp = gx + plane * in_plane;
+    const T* gyp = gy + plane * op;
+    std::memset(gp, 0, sizeof(T) * in_plane);
+    for (index_t o = 0; o < op; o += V::N) {
+      V bo = V::zero();
+      small_max_block<T, true>(x + plane * in_plane, tt, o, bo);
+      alignas(64) T off[V::N];
+      V::store(off, bo);
+      const index_t n = imin(V::N, op - o);
+      for (index_t l = 0; l < n; ++l) gp[index_t(off[l])] += gyp[o + l];
     }
   });
-  return true;
 }
 
 template <class T>
 bool avg_forward_small(const T* x, T* y, const PoolGeometry& g, const AvgOptions& opt, int threads) {
   using V = Vec<T>;
-  Scratch mem(TapTable<T>::bytes(g));
-  if (!mem.ok()) return false;
-  const TapTable<T> tt(mem, g, &opt);
-  const index_t in_plane = g.in_plane(), op = tt.outputs;
-  parallel_for(g.batch * g.channels, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
-    for (index_t plane = b; plane < e; ++plane) {
-      const T* xp = x + plane * in_plane;
-      for (index_t o = 0; o < op; o += V::N) {
-        V sum = V::gather_valid(xp, tt.offset + o, tt.valid + o);
-        for (index_t t = 1; t < tt.taps; ++t)
-          sum = V::add(sum, V::gather_valid(xp, tt.offset + t * tt.stride + o, tt.valid + t * tt.stride + o));
-        V::store_n(y + plane * op + o, V::div(sum, V::load(tt.divisor + o)), imin(V::N, op - o));
-      }
+  const index_t in_plane = g.in_plane(), op = g.out_plane();
+  return for_each_small_plane<T>(g, &opt, threads, [&](const TapTable<T>& tt, index_t plane) {
+    const T* xp = x + plane * in_plane;
+    for (index_t o = 0; o < op; o += V::N) {
+      V sum = V::gather_valid(xp, tt.offset + o, tt.valid + o);
+      for (index_t t = 1; t < tt.taps; ++t)
+        sum = V::add(sum, V::gather_valid(xp, tt.offset + t * tt.stride + o, tt.valid + t * tt.stride + o));
+      V::store_n(y + plane * op + o, V::div(sum, V::load(tt.divisor + o)), imin(V::N, op - o));
     }
   });
-  return true;
 }
 
 template <class T>
 bool avg_backward_small(const T* gy, T* gx, const PoolGeometry& g, const AvgOptions& opt, int threads) {
-  Scratch mem(TapTable<T>::bytes(g));
-  if (!mem.ok()) return false;
-  const TapTable<T> tt(mem, g, &opt);
-  const index_t in_plane = g.in_plane(), op = tt.outputs;
-  parallel_for(g.batch * g.channels, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
-    for (index_t plane = b; plane < e; ++plane) {
-      T* gp = gx + plane * in_plane;
-      const T* gyp = gy + plane * op;
-      std::memset(gp, 0, sizeof(T) * in_plane);
-      for (index_t o = 0; o < op; ++o) {
-        const T gs = gyp[o] / tt.divisor[o];
-        for (index_t t = 0; t < tt.taps; ++t)
-          if (tt.valid[t * tt.stride + o]) gp[tt.offset[t * tt.stride + o]] += gs;
-      }
+  const index_t in_plane = g.in_plane(), op = g.out_plane();
+  return for_each_small_plane<T>(g, &opt, threads, [&](const TapTable<T>& tt, index_t plane) {
+    T* gp = gx + plane * in_plane;
+    const T* gyp = gy + plane * op;
+    std::memset(gp, 0, sizeof(T) * in_plane);
+    for (index_t o = 0; o < op; ++o) {
+      const T gs = gyp[o] / tt.divisor[o];
+      for (index_t t = 0; t < tt.taps; ++t)
+        if (tt.valid[t * tt.stride + o]) gp[tt.offset[t * tt.stride + o]] += gs;
     }
   });
-  return true;
 }
