@@ -285,6 +285,17 @@ def random_cases(n: int, seed: int) -> List[Case]:
 
 RANDOM_CASES = random_cases(250, seed=1)
 
+# (C, *spatial) / (*spatial, C) inputs: 1D, 2D and 3D, both layouts.
+UNBATCHED = [
+    Case(Geom((31,), 3, 2, 1), "channels_first", np.float32, 1, 17),
+    Case(Geom((31,), 3, 2, 1), "channels_last", np.float64, 1, 17),
+    Case(Geom((9, 11), 3, 2, 1, ceil_mode=True), "channels_first", np.float64, 1, 3),
+    Case(Geom((9, 11), 3, 2, 1, ceil_mode=True), "channels_last", np.float32, 1, 33),
+    Case(Geom((4, 5, 6), 2, 1, "same"), "channels_first", np.float32, 1, 2),
+    Case(Geom((4, 5, 6), 2, 1, "same"), "channels_last", np.float32, 1, 5),
+]
+
+
 
 # Larger inputs: enough work that two threads really split it (the kernels stay on one
 # thread below about 2**15 elements), output rows wider than a column chunk (2048),

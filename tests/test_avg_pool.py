@@ -14,6 +14,7 @@ import pytest
 import fastpool
 import reference as ref
 from pool_cases import (
+    UNBATCHED,
     IDENTITY_CASES,
     RANDOM_CASES,
     Case,
@@ -138,16 +139,6 @@ def test_ceil_overhang_not_counted(backend):
 
 
 # ---------------------------------------------------------------------- shapes and memory
-
-UNBATCHED = [
-    Case(Geom((31,), 3, 2, 1), "channels_first", np.float32, 1, 17),
-    Case(Geom((31,), 3, 2, 1), "channels_last", np.float64, 1, 17),
-    Case(Geom((9, 11), 3, 2, 1, ceil_mode=True), "channels_first", np.float64, 1, 3),
-    Case(Geom((9, 11), 3, 2, 1, ceil_mode=True), "channels_last", np.float32, 1, 33),
-    Case(Geom((4, 5, 6), 2, 1, "same"), "channels_first", np.float32, 1, 2),
-    Case(Geom((4, 5, 6), 2, 1, "same"), "channels_last", np.float32, 1, 5),
-]
-
 
 @pytest.mark.parametrize("case", params(UNBATCHED))
 def test_unbatched_input(case, backend):
