@@ -224,3 +224,21 @@ def test_public_names_are_documented(name):
         assert isinstance(obj, str)
     else:
         assert obj.__doc__ and obj.__doc__.strip(), f"fastpool.{name} has no docstring"
+
+
+def test_large_outputs_reuse_pooled_memory():
+    """A deleted large output's memory serves the next output of the same size,
+    results stay correct, and trim_buffers() gives the memory back."""
+    x = np.arange(4 * 16 * 64 * 64, dtype=np.float32).reshape(4, 16, 64, 64)
+    y = fastpool.max_pool2d(x, 2)
+    assert y.nbytes >= 1 << 18 and x.nbytes >= 1 << 20
+    g = fastpool.max_pool2d_backward(np.ones_like(y), x, 2)
+    address = g.__array_interface__["data"][0]
+    del g
+    g2 = fastpool.max_pool2d_backward(np.ones_like(y), x, 2)
+    assert g2.__array_interface__["data"][0] == address
+    assert g2.sum() == y.size  # every window routes exactly one gradient
+    np.testing.assert_array_equal(g2[:, :, 1::2, 1::2], 1)  # the max of each 2x2 is its last element
+    del g2
+    assert fastpool.trim_buffers() >= x.nbytes
+    assert fastpool.trim_buffers() == 0

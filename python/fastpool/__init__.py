@@ -12,6 +12,7 @@ from ._config import (
     show_config,
     simd,
     threads,
+    trim_buffers,
 )
 from ._config import _apply_environment
 from ._version import __version__
@@ -62,4 +63,5 @@ __all__ = [
     "show_config",
     "simd",
     "threads",
+    "trim_buffers",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "set_simd",
     "available_simd",
     "show_config",
+    "trim_buffers",
 ]
 
 _local = threading.local()
@@ -123,6 +124,16 @@ def _apply_environment() -> None:
         warnings.warn(f"FASTPOOL_SIMD={name!r} ignored: {e}", RuntimeWarning, stacklevel=3)
 
 
+def trim_buffers() -> int:
+    """Free the cached output buffers; returns the bytes freed.
+
+    Large outputs (1 MiB and up) come from a pool: when such an array is deleted
+    its memory is kept (up to 1 GiB, 16 buffers) and handed to the next output of
+    the same size, so repeated calls do not pay a page fault per 4 KiB page.
+    """
+    return int(_core.trim_buffers())
+
+
 def show_config() -> None:
     """Print version, SIMD paths, OpenMP and thread count."""
     from . import __version__
@@ -134,5 +145,6 @@ def show_config() -> None:
         f"  SIMD compiled:     {', '.join(_core.compiled_simd())}",
         f"  OpenMP:            {'on' if _core.have_openmp() else 'off (single-threaded)'}",
         f"  threads:           {get_num_threads()}",
+        f"  cached buffers:    {_core.cached_buffer_bytes() / 2**20:.1f} MiB",
     ]
     print("\n".join(lines))

@@ -18,6 +18,8 @@ from . import _core
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 LAYOUTS = ("channels_first", "channels_last")
 _DTYPE_NAMES = "float32, float64"
+# Outputs from this size on come from the compiled buffer pool (see _core.empty).
+_POOLED_BYTES = 1 << 20
 
 
 def _as_int(value: Any, name: str) -> int:
@@ -189,6 +191,8 @@ def output_array(
 ) -> np.ndarray:
     """A fresh output, or the user's ``out`` after checking it fits exactly."""
     if out is None:
+        if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize >= _POOLED_BYTES:
+            return _core.empty(shape, dtype)  # reused memory: no page faults on first touch
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
