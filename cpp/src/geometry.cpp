@@ -39,12 +39,14 @@ AxisGeometry make_axis(index_t in, index_t kernel, index_t stride, index_t dilat
   a.pad_before = pad_before;
   a.pad_after = pad_after;
   a.ceil_mode = ceil_mode;
-  const index_t span = dilation * (kernel - 1) + 1;
-  const index_t room = in + pad_before + pad_after - span;
+  // (kernel - 1) * dilation may overflow before it could be compared: bound it first.
+  const index_t padded = in + pad_before + pad_after;
+  const index_t room = (kernel - 1) > padded / dilation ? -1 : padded - (dilation * (kernel - 1) + 1);
+  const index_t span = room < 0 && (kernel - 1) > padded / dilation ? -1 : dilation * (kernel - 1) + 1;
   if (room < 0)
     fail("kernel_size " + std::to_string(kernel) + " with dilation " + std::to_string(dilation) +
-         " (span " + std::to_string(span) + ") exceeds the padded input size " +
-         std::to_string(in + pad_before + pad_after));
+         (span > 0 ? " (span " + std::to_string(span) + ")" : std::string()) +
+         " exceeds the padded input size " + std::to_string(padded));
   index_t out = (ceil_mode ? ceil_div(room, stride) : room / stride) + 1;
   if (ceil_mode && (out - 1) * stride >= in + pad_before) --out;
   a.out = out;
@@ -75,6 +77,8 @@ void same_padding(index_t in, index_t kernel, index_t stride, index_t dilation, 
   if (kernel < 1 || kernel > kHuge) fail("kernel_size must be in [1, 2**40], got " + std::to_string(kernel));
   if (stride < 1 || stride > kHuge) fail("stride must be in [1, 2**40], got " + std::to_string(stride));
   if (dilation < 1 || dilation > kHuge) fail("dilation must be in [1, 2**40], got " + std::to_string(dilation));
+  if (kernel - 1 > (index_t(1) << 50) / dilation)
+    fail("kernel_size " + std::to_string(kernel) + " with dilation " + std::to_string(dilation) + " is too large");
   const index_t out = ceil_div(in, stride);
   index_t total = (out - 1) * stride + dilation * (kernel - 1) + 1 - in;
   if (total < 0) total = 0;

@@ -20,6 +20,7 @@ LAYOUTS = ("channels_first", "channels_last")
 _DTYPE_NAMES = "float32, float64"
 # Outputs from this size on come from the compiled buffer pool (see _core.empty).
 _POOLED_BYTES = 1 << 20
+_MAX_SIZE = 1 << 40  # the C++ geometry's bound on kernel, stride, dilation, padding
 
 
 def _as_int(value: Any, name: str) -> int:
@@ -45,6 +46,8 @@ def int_tuple(value: Any, rank: int, name: str, minimum: int) -> Tuple[int, ...]
     for v in out:
         if v < minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        if v > _MAX_SIZE:
+            raise ValueError(f"{name} must be <= 2**40, got {value!r}")
     return out
 
 
@@ -140,6 +143,8 @@ def resolve_padding(
                 b = a = _as_int(p, "padding")
             if b < 0 or a < 0:
                 raise ValueError(f"padding must be >= 0, got {padding!r}")
+            if b > _MAX_SIZE or a > _MAX_SIZE:
+                raise ValueError(f"padding must be <= 2**40, got {padding!r}")
             pairs.append((b, a))
         return tuple(pairs), False
     pads = int_tuple(padding, rank, "padding", 0)
