@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "fastpool/dispatch.hpp"
@@ -109,7 +110,10 @@ int main(int argc, char** argv) {
     }
     ++run;
   }
-  std::printf("%d geometries x %zu SIMD paths x 2 dtypes: %d failures\n", run, available_isas().size(), failures);
+  std::string names;
+  for (Isa isa : available_isas()) names += std::string(names.empty() ? "" : ", ") + isa_name(isa);
+  std::printf("%d geometries x %zu SIMD paths (%s) x 2 dtypes: %d failures\n", run, available_isas().size(),
+              names.c_str(), failures);
   std::printf("%d passed, %d failed\n", failures == 0 ? 1 : 0, failures == 0 ? 0 : 1);
   return failures == 0 ? 0 : 1;
 }

@@ -20,7 +20,9 @@ struct Vec<float> {
     float t[4] = {p[0], p[s], p[2 * s], p[3 * s]};
     return {vld1q_f32(t)};
   }
-  // Partial forms: lanes [0, n) only (no masked loads on NEON: through a buffer).
+  // Partial forms: lanes [0, n) only, memory past them is never touched (no masked
+  // loads on NEON: through a buffer). n >= N is the whole-vector form, which for
+  // stride 2 reads one element past the last lane, as on x86 (strided_overread).
   static Vec load_n(const float* p, index_t n) { return load_strided_n(p, 1, n); }
   static void store_n(float* p, Vec a, index_t n) {
     float t[4];
@@ -80,7 +82,8 @@ struct Vec<double> {
   }
   static Vec load_strided_n(const double* p, index_t s, index_t n) {
     if (n >= 2) return load_strided(p, s);
-    double t[2] = {p[0], 0.0};
+    double t[2] = {0.0, 0.0};
+    if (n > 0) t[0] = p[0];  // n == 0 reads nothing, as the masked x86 forms
     return {vld1q_f64(t)};
   }
   static Vec gather(const double* base, const std::int32_t* o) {
