@@ -37,6 +37,8 @@ inline std::array<index_t, 5> canonical_shape(const PoolGeometry& g, bool output
 inline void check_array(const py::array& a, const char* name, const PoolGeometry& g, bool output,
                         bool writeable) {
   if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " must be aligned to its dtype");
   if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " is read-only");
   const auto want = canonical_shape(g, output);
   bool ok = a.ndim() == 5;

@@ -64,15 +64,17 @@ struct Registry {
 #ifdef FASTPOOL_X86
     const CpuFeatures f = detect_x86();
 #endif
+    // fill_table itself is compiled with its ISA's flags (the compiler may use wide
+    // registers to copy the table): call it only where the CPU runs that ISA.
 #ifdef FASTPOOL_HAVE_AVX2
-    avx2::fill_table(tables[int(Isa::avx2)]);
     compiled[int(Isa::avx2)] = true;
     available[int(Isa::avx2)] = f.avx2;
+    if (f.avx2) avx2::fill_table(tables[int(Isa::avx2)]);
 #endif
 #ifdef FASTPOOL_HAVE_AVX512
-    avx512::fill_table(tables[int(Isa::avx512)]);
     compiled[int(Isa::avx512)] = true;
     available[int(Isa::avx512)] = f.avx512;
+    if (f.avx512) avx512::fill_table(tables[int(Isa::avx512)]);
 #endif
 #ifdef FASTPOOL_HAVE_NEON
     neon::fill_table(tables[int(Isa::neon)]);

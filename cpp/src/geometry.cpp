@@ -24,7 +24,7 @@ index_t checked_mul(index_t a, index_t b, const char* what) {
 
 AxisGeometry make_axis(index_t in, index_t kernel, index_t stride, index_t dilation,
                        index_t pad_before, index_t pad_after, bool ceil_mode) {
-  if (in < 1) fail("input size must be >= 1, got " + std::to_string(in));
+  if (in < 1 || in > kHuge) fail("input size must be in [1, 2**40], got " + std::to_string(in));
   if (kernel < 1 || kernel > kHuge) fail("kernel_size must be in [1, 2**40], got " + std::to_string(kernel));
   if (stride < 1 || stride > kHuge) fail("stride must be in [1, 2**40], got " + std::to_string(stride));
   if (dilation < 1 || dilation > kHuge) fail("dilation must be in [1, 2**40], got " + std::to_string(dilation));
@@ -73,7 +73,7 @@ AxisGeometry make_axis(index_t in, index_t kernel, index_t stride, index_t dilat
 
 void same_padding(index_t in, index_t kernel, index_t stride, index_t dilation, bool lower,
                   index_t& pad_before, index_t& pad_after) {
-  if (in < 1) fail("input size must be >= 1, got " + std::to_string(in));
+  if (in < 1 || in > kHuge) fail("input size must be in [1, 2**40], got " + std::to_string(in));
   if (kernel < 1 || kernel > kHuge) fail("kernel_size must be in [1, 2**40], got " + std::to_string(kernel));
   if (stride < 1 || stride > kHuge) fail("stride must be in [1, 2**40], got " + std::to_string(stride));
   if (dilation < 1 || dilation > kHuge) fail("dilation must be in [1, 2**40], got " + std::to_string(dilation));

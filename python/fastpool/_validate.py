@@ -70,8 +70,8 @@ def check_float_array(x: Any, name: str) -> np.ndarray:
 
 
 def contiguous(x: np.ndarray) -> np.ndarray:
-    """The kernels read C-contiguous memory; other strides are copied once."""
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+    """The kernels read C-contiguous, aligned memory; anything else is copied once."""
+    return x if x.flags.c_contiguous and x.flags.aligned else np.require(x, requirements="CA")
 
 
 class Layout:
@@ -207,6 +207,8 @@ def output_array(
         raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.aligned:
+        raise ValueError(f"{name} must be aligned to its dtype")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return out
