@@ -413,3 +413,80 @@ def assert_same_signs(actual: np.ndarray, expected: np.ndarray) -> None:
     if bad.any():
         where = tuple(np.argwhere(bad)[0])
         raise AssertionError(f"sign differs at {where}: {actual[where]!r} vs {expected[where]!r}")
+
+
+# ------------------------------------------------------------------------- robustness helpers
+# Used by test_hostile_inputs, test_fuzz, test_threads, test_memory and test_huge.
+
+
+class Canary:
+    """A C-contiguous ``out`` array that is a view into the middle of a larger buffer
+    filled with a canary bit pattern: :meth:`assert_intact` checks that a call wrote
+    nothing before or after ``out`` (a kernel overrun or a stray scatter)."""
+
+    PATTERNS = {1: 0xA5, 2: 0xA5C3, 4: 0x7FA5C3E1, 8: 0x7FF5A5C3E1D2B4F6}  # NaN payloads for floats
+
+    def __init__(self, shape: Tuple[int, ...], dtype: Any, pad: int = 0) -> None:
+        dtype = np.dtype(dtype)
+        n = int(np.prod(shape, dtype=np.int64))
+        self.pad = pad or max(1024, n)  # elements on each side
+        self.words = np.dtype(f"u{dtype.itemsize}")
+        self.buffer = np.full(n + 2 * self.pad, self.PATTERNS[dtype.itemsize], dtype=self.words)
+        self.out = self.buffer[self.pad:self.pad + n].view(dtype).reshape(shape)
+        assert self.out.flags.c_contiguous and self.out.flags.writeable
+        self.fill = self.PATTERNS[dtype.itemsize]
+
+    def assert_intact(self, what: str = "") -> None:
+        n = self.out.size
+        for side, part, base in (("before", self.buffer[:self.pad], -self.pad),
+                                 ("after", self.buffer[self.pad + n:], n)):
+            bad = np.flatnonzero(part != self.fill)
+            if bad.size:
+                raise AssertionError(f"{what}: {bad.size} canary elements overwritten {side} out "
+                                     f"(first at element offset {base + int(bad[0])} from out's start)")
+
+
+def snapshot(*arrays: Any) -> List[Tuple[Any, bytes]]:
+    """Bytes of every ndarray argument, for :func:`assert_unchanged`."""
+    return [(a, np.ascontiguousarray(a).tobytes()) for a in arrays if isinstance(a, np.ndarray)
+            and a.size * a.itemsize < (1 << 26)]
+
+
+def assert_unchanged(snap: List[Tuple[Any, bytes]], what: str = "") -> None:
+    for i, (a, before) in enumerate(snap):
+        assert np.ascontiguousarray(a).tobytes() == before, f"{what}: input array #{i} was modified"
+
+
+@contextlib.contextmanager
+def hang_guard(seconds: float) -> Iterator[None]:
+    """Dumps every thread's traceback and exits the process if the block runs longer than
+    ``seconds`` (a kernel that hangs with the GIL released cannot be interrupted otherwise;
+    pytest-timeout is not a dependency)."""
+    import faulthandler
+    import sys
+
+    faulthandler.dump_traceback_later(seconds, exit=True, file=sys.__stderr__)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, from /proc/self/statm."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def mem_available_bytes() -> int:
+    """MemAvailable from /proc/meminfo (0 if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
