@@ -24,19 +24,32 @@ _MAX_SIZE = 1 << 40  # the C++ geometry's bound on kernel, stride, dilation, pad
 
 
 def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        try:
-            return operator.index(value)  # objects that declare __index__
-        except TypeError:
-            raise TypeError(f"{name} must be an integer, got {value!r}") from None
-    return int(value)
+    """An integer (or an object with __index__, such as a 0-d integer array); bools
+    are not sizes."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and value.dtype == np.bool_):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, (numbers.Integral, np.integer)):
+        return int(value)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _is_sequence(value: Any) -> bool:
+    """A list/tuple/1-d array of per-axis values (not a string, not a 0-d array)."""
+    if isinstance(value, (str, bytes)):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, Sequence)
 
 
 def int_tuple(value: Any, rank: int, name: str, minimum: int) -> Tuple[int, ...]:
     """An int or a sequence of ``rank`` ints, each >= ``minimum``."""
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a tuple of {rank} ints, got {value!r}")
-    if isinstance(value, Sequence) or isinstance(value, np.ndarray):
+    if _is_sequence(value):
         items = tuple(value)
         if len(items) != rank:
             raise ValueError(f"{name} must have {rank} entries (one per spatial axis), got {value!r}")
@@ -48,6 +61,26 @@ def int_tuple(value: Any, rank: int, name: str, minimum: int) -> Tuple[int, ...]
             raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
         if v > _MAX_SIZE:
             raise ValueError(f"{name} must be <= 2**40, got {value!r}")
+    return out
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def shape_tuple(value: Any, name: str) -> Tuple[int, ...]:
+    """A shape given as a tuple/list of ints (each in [0, 2**62])."""
+    try:
+        if not _is_sequence(value):
+            raise TypeError
+        out = tuple(_as_int(v, name) for v in value)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of ints, got {value!r}") from None
+    for v in out:
+        if v < 0 or v > (1 << 62):
+            raise ValueError(f"{name} entries must be in [0, 2**62], got {value!r}")
     return out
 
 
@@ -122,20 +155,21 @@ def resolve_padding(
             return ((0, 0),) * rank, False
         if mode in ("same", "same_upper", "same_lower"):
             lower = mode == "same_lower"
-            pads = tuple(
-                _core.same_padding(spatial[i], kernel[i], stride[i], dilation[i], lower)
-                for i in range(rank)
-            )
+            try:
+                pads = tuple(
+                    _core.same_padding(spatial[i], kernel[i], stride[i], dilation[i], lower)
+                    for i in range(rank)
+                )
+            except ValueError as e:
+                raise ValueError(f"padding={padding!r} for spatial size {tuple(spatial)}: {e}") from None
             return pads, True
         raise ValueError(
             f"padding must be an int, a tuple, per-side pairs, 'valid', 'same' or 'same_lower', got {padding!r}"
         )
-    if isinstance(padding, Sequence) and len(padding) == rank and any(
-        isinstance(p, Sequence) and not isinstance(p, str) for p in padding
-    ):
+    if _is_sequence(padding) and len(padding) == rank and any(_is_sequence(p) for p in padding):
         pairs = []
         for p in padding:
-            if isinstance(p, Sequence) and not isinstance(p, str):
+            if _is_sequence(p):
                 if len(p) != 2:
                     raise ValueError(f"padding pairs must be (before, after), got {padding!r}")
                 b, a = _as_int(p[0], "padding"), _as_int(p[1], "padding")
@@ -168,8 +202,7 @@ def geometry(
     kernel = int_tuple(kernel_size, rank, "kernel_size", 1)
     strides = kernel if stride is None else int_tuple(stride, rank, "stride", 1)
     dil = int_tuple(dilation, rank, "dilation", 1)
-    if not isinstance(ceil_mode, (bool, np.bool_)):
-        raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
+    check_bool(ceil_mode, "ceil_mode")
     pads, is_same = resolve_padding(padding, spatial, kernel, strides, dil)
     pad3 = ((0, 0),) * (3 - rank) + pads
     fill = (1,) * (3 - rank)

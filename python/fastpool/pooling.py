@@ -35,12 +35,14 @@ from . import _core
 from ._config import get_num_threads
 from ._validate import (
     Layout,
+    check_bool,
     check_float_array,
     check_layout,
     check_no_overlap,
     contiguous,
     geometry,
     output_array,
+    shape_tuple,
 )
 
 __all__ = [
@@ -66,11 +68,13 @@ IntOrTuple = Union[int, Sequence[int]]
 Padding = Union[int, str, Sequence[int], Sequence[Tuple[int, int]]]
 
 
-def _rank_of(kernel_size: Any, x: Any) -> int:
-    if isinstance(kernel_size, (Sequence, np.ndarray)) and not isinstance(kernel_size, str):
+def _rank_of(kernel_size: Any, ndim: int) -> int:
+    if isinstance(kernel_size, (str, bytes)):
+        raise TypeError(f"kernel_size must be an int or a tuple of ints, got {kernel_size!r}")
+    if isinstance(kernel_size, (Sequence, np.ndarray)) and np.ndim(kernel_size) > 0:
         rank = len(kernel_size)
     else:
-        rank = np.ndim(x) - 2
+        rank = ndim - 2
     if rank not in (1, 2, 3):
         raise ValueError(
             f"spatial rank must be 1, 2 or 3 (len(kernel_size), or x.ndim - 2 for an int "
@@ -80,22 +84,30 @@ def _rank_of(kernel_size: Any, x: Any) -> int:
 
 
 class _Prepared:
-    """An input made ready for the kernels: C-contiguous in the kernel's layout."""
+    """An input made ready for the kernels: C-contiguous in the kernel's layout.
 
-    def __init__(self, x: np.ndarray, rank: int, layout: str, name: str = "x") -> None:
+    The memory is made contiguous only by :meth:`materialize`, after the geometry
+    has been validated, so a bad argument never costs a copy of ``x``.
+    """
+
+    def __init__(self, x: np.ndarray, rank: int, layout: str, allow_view: bool) -> None:
         channels_last = check_layout(layout)
-        self.layout = Layout(x.ndim, rank, channels_last, name)
+        self.layout = Layout(x.ndim, rank, channels_last, "x")
         self.kernel_channels_last = channels_last
         self.perm: Optional[Tuple[int, ...]] = None  # user axes -> memory axes
-        if not x.flags.c_contiguous and not channels_last:
+        if allow_view and not x.flags.c_contiguous and not channels_last:
             # channels_first view of channels_last memory: read it in place.
             b = 1 if self.layout.batched else 0
             perm = tuple(range(b)) + tuple(range(b + 1, x.ndim)) + (b,)
             if x.transpose(perm).flags.c_contiguous:
                 self.kernel_channels_last = True
                 self.perm = perm
-        self.memory = contiguous(x.transpose(self.perm) if self.perm else x)
-        self.shape = x.shape
+        self.view = x.transpose(self.perm) if self.perm else x
+        self.memory = self.view
+
+    def materialize(self) -> np.ndarray:
+        self.memory = contiguous(self.view)
+        return self.memory
 
     def kernel_layout(self) -> Layout:
         return Layout(self.layout.rank + (2 if self.layout.batched else 1), self.layout.rank,
@@ -110,12 +122,12 @@ class _Prepared:
 
 def _forward_setup(x, rank, layout, kernel_size, stride, padding, dilation, ceil_mode, out):
     x = check_float_array(x, "x")
-    prep = _Prepared(x, rank, layout)
-    if out is not None and prep.perm is not None:
-        prep = _Prepared(np.ascontiguousarray(x), rank, layout)
+    # The in-place channels_last reading returns a transposed view; with out= the
+    # result must land in the caller's (C-contiguous) array, so x is copied instead.
+    prep = _Prepared(x, rank, layout, allow_view=out is None)
     klayout = prep.kernel_layout()
-    geom, is_same = geometry(prep.memory.shape, klayout, kernel_size, stride, padding, dilation, ceil_mode)
-    batch, channels, _ = klayout.split(prep.memory.shape)
+    geom, is_same = geometry(prep.view.shape, klayout, kernel_size, stride, padding, dilation, ceil_mode)
+    batch, channels, _ = klayout.split(prep.view.shape)
     out_spatial = tuple(geom.out_sizes[3 - rank:])
     y_shape = klayout.join(batch, channels, out_spatial)
     return prep, klayout, geom, is_same, y_shape
@@ -175,16 +187,17 @@ def max_pool(
              [13., 15.]]]], dtype=float32)
     """
     x = check_float_array(x, "x")
-    rank = _rank_of(kernel_size, x)
+    rank = _rank_of(kernel_size, x.ndim)
     return _max_pool(x, rank, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout, out)
 
 
 def _max_pool(x, rank, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout, out):
+    return_indices = check_bool(return_indices, "return_indices")
     prep, klayout, geom, _, y_shape = _forward_setup(
         x, rank, layout, kernel_size, stride, padding, dilation, ceil_mode, out)
-    xm = prep.memory
-    y = output_array(out, y_shape, xm.dtype)
-    check_no_overlap(y, "out", xm)
+    y = output_array(out, y_shape, prep.view.dtype)
+    check_no_overlap(y, "out", prep.view)
+    xm = prep.materialize()
     idx = np.empty(y_shape, dtype=np.int64) if return_indices else None
     _core.max_pool_forward(
         _canon(xm, klayout, geom, "in"), _canon(y, klayout, geom, "out"),
@@ -236,7 +249,7 @@ def max_pool_backward(
     array([[[0., 1., 1., 0.]]], dtype=float32)
     """
     x = check_float_array(x, "x")
-    rank = _rank_of(kernel_size, x)
+    rank = _rank_of(kernel_size, x.ndim)
     return _max_pool_backward(grad_output, x, rank, kernel_size, stride, padding, dilation,
                               ceil_mode, indices, layout, out)
 
@@ -315,7 +328,7 @@ def avg_pool(
              [10.5, 12.5]]]], dtype=float32)
     """
     x = check_float_array(x, "x")
-    rank = _rank_of(kernel_size, x)
+    rank = _rank_of(kernel_size, x.ndim)
     return _avg_pool(x, rank, kernel_size, stride, padding, ceil_mode, count_include_pad,
                      divisor_override, dilation, layout, out)
 
@@ -340,9 +353,9 @@ def _avg_pool(x, rank, kernel_size, stride, padding, ceil_mode, count_include_pa
     prep, klayout, geom, is_same, y_shape = _forward_setup(
         x, rank, layout, kernel_size, stride, padding, dilation, ceil_mode, out)
     include, div = _avg_options(count_include_pad, divisor_override, is_same)
-    xm = prep.memory
-    y = output_array(out, y_shape, xm.dtype)
-    check_no_overlap(y, "out", xm)
+    y = output_array(out, y_shape, prep.view.dtype)
+    check_no_overlap(y, "out", prep.view)
+    xm = prep.materialize()
     _core.avg_pool_forward(_canon(xm, klayout, geom, "in"), _canon(y, klayout, geom, "out"),
                            geom, include, div, get_num_threads())
     return prep.to_user(y)
@@ -374,7 +387,8 @@ def avg_pool_backward(
     >>> fastpool.avg_pool_backward(g, (1, 1, 4), (2,))
     array([[[0.5, 0.5, 0.5, 0.5]]], dtype=float32)
     """
-    rank = _rank_of(kernel_size, np.empty((0,) * (len(input_shape))))
+    input_shape = shape_tuple(input_shape, "input_shape")
+    rank = _rank_of(kernel_size, len(input_shape))
     return _avg_pool_backward(grad_output, input_shape, rank, kernel_size, stride, padding,
                               ceil_mode, count_include_pad, divisor_override, dilation, layout, out)
 
@@ -382,10 +396,7 @@ def avg_pool_backward(
 def _avg_pool_backward(grad_output, input_shape, rank, kernel_size, stride, padding, ceil_mode,
                        count_include_pad, divisor_override, dilation, layout, out):
     grad_output = check_float_array(grad_output, "grad_output")
-    try:
-        input_shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"input_shape must be a sequence of ints, got {input_shape!r}") from None
+    input_shape = shape_tuple(input_shape, "input_shape")
     channels_last = check_layout(layout)
     lay = Layout(len(input_shape), rank, channels_last, "input_shape")
     geom, is_same = geometry(input_shape, lay, kernel_size, stride, padding, dilation, ceil_mode)
