@@ -3,31 +3,6 @@
 // FMA contraction, so all SIMD paths and thread counts agree bitwise.
 // Included inside an ISA namespace after max_pool-inl.hpp (shares its helpers).
 
-// Per-axis divisor counts, computed once per call.
-struct Divisors {
-  index_t* count[3];
-  index_t override_value;
-
-  index_t at(index_t od, index_t oh, index_t ow) const {
-    return override_value > 0 ? override_value : count[0][od] * count[1][oh] * count[2][ow];
-  }
-};
-
-inline Divisors make_divisors(Scratch& mem, const PoolGeometry& g, const AvgOptions& opt) {
-  Divisors d;
-  d.override_value = opt.divisor_override;
-  for (int i = 0; i < 3; ++i) {
-    d.count[i] = mem.take<index_t>(g.axis[i].out);
-    for (index_t o = 0; o < g.axis[i].out; ++o) d.count[i][o] = avg_axis_count(g.axis[i], o, opt.count_include_pad);
-  }
-  return d;
-}
-
-inline std::size_t divisor_bytes(const PoolGeometry& g) {
-  return Scratch::bytes<index_t>(g.axis[0].out) + Scratch::bytes<index_t>(g.axis[1].out) +
-         Scratch::bytes<index_t>(g.axis[2].out);
-}
-
 // y[i] = sum[i] / div[i] for i < n; sum and div are scratch rows with slack.
 template <class T>
 inline void divide(T* y, const T* sum, const T* div, index_t n) {

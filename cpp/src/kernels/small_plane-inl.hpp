@@ -46,7 +46,7 @@ struct TapTable {
            Scratch::bytes<T>(group * g.out_plane() + kRowSlack);
   }
 
-  TapTable(Scratch& mem, const PoolGeometry& g, const AvgOptions* opt, index_t group) {
+  TapTable(Scratch& mem, const PoolGeometry& g, const Divisors* dv, index_t group) {
     plane_outputs = g.out_plane();
     outputs = group * plane_outputs;
     stride = outputs + kRowSlack;  // whole-vector reads past the last output stay inside
@@ -70,12 +70,7 @@ struct TapTable {
           const PixelWindow w(g, od, oh, ow);
           index_t last = ((w.st[0] + w.f[0] * ax[0].dilation) * H + w.st[1] + w.f[1] * ax[1].dilation) * W +
                          w.st[2] + w.f[2] * ax[2].dilation;
-          T div = T(1);
-          if (opt)
-            div = T(opt->divisor_override > 0 ? opt->divisor_override
-                                              : avg_axis_count(ax[0], od, opt->count_include_pad) *
-                                                    avg_axis_count(ax[1], oh, opt->count_include_pad) *
-                                                    avg_axis_count(ax[2], ow, opt->count_include_pad));
+          const T div = dv ? T(dv->at(od, oh, ow)) : T(1);
           index_t t = 0;
           for (index_t a = 0; a < ax[0].kernel; ++a)
             for (index_t b = 0; b < ax[1].kernel; ++b)
@@ -121,14 +116,17 @@ template <class T, class F>
 bool for_each_small_group(const PoolGeometry& g, const AvgOptions* opt, int threads, F&& f) {
   const index_t planes = g.batch * g.channels, group = small_plane_group(g);
   const index_t full = planes / group, rest = planes % group;
-  Scratch mem(TapTable<T>::bytes(g, group) + (rest ? TapTable<T>::bytes(g, rest) : 0));
+  Scratch mem(TapTable<T>::bytes(g, group) + (rest ? TapTable<T>::bytes(g, rest) : 0) + divisor_bytes(g));
   if (!mem.ok()) return false;
-  const TapTable<T> tt(mem, g, opt, group);
+  Divisors divisors{};
+  if (opt) divisors = make_divisors(mem, g, *opt);
+  const Divisors* dv = opt ? &divisors : nullptr;
+  const TapTable<T> tt(mem, g, dv, group);
   parallel_for(full, threads, g.in_size() + g.out_size(), [&](index_t b, index_t e) {
     for (index_t i = b; i < e; ++i) f(tt, i * group);
   });
   if (rest) {
-    const TapTable<T> tail(mem, g, opt, rest);
+    const TapTable<T> tail(mem, g, dv, rest);
     f(tail, full * group);
   }
   return true;
