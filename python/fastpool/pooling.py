@@ -103,11 +103,9 @@ class _Prepared:
                 self.kernel_channels_last = True
                 self.perm = perm
         self.view = x.transpose(self.perm) if self.perm else x
-        self.memory = self.view
 
     def materialize(self) -> np.ndarray:
-        self.memory = contiguous(self.view)
-        return self.memory
+        return contiguous(self.view)
 
     def kernel_layout(self) -> Layout:
         return Layout(self.layout.rank + (2 if self.layout.batched else 1), self.layout.rank,
