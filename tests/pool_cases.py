@@ -285,6 +285,14 @@ def random_cases(n: int, seed: int) -> List[Case]:
 
 RANDOM_CASES = random_cases(250, seed=1)
 
+# Cases for the out= argument: both layouts, both dtypes, ranks 1 to 3.
+OUT_CASES = [
+    Case(Geom((8, 67), 3, 2, 1), "channels_first", np.float32, 2, 3),
+    Case(Geom((8, 67), 3, 2, 1), "channels_last", np.float64, 2, 17),
+    Case(Geom((31,), 4, 3, "same"), "channels_first", np.float64, 1, 5),
+    Case(Geom((3, 5, 7), 2, 1, 1, ceil_mode=True), "channels_last", np.float32, 1, 3),
+]
+
 # (C, *spatial) / (*spatial, C) inputs: 1D, 2D and 3D, both layouts.
 UNBATCHED = [
     Case(Geom((31,), 3, 2, 1), "channels_first", np.float32, 1, 17),

@@ -14,6 +14,7 @@ import pytest
 import fastpool
 import reference as ref
 from pool_cases import (
+    OUT_CASES,
     UNBATCHED,
     IDENTITY_CASES,
     RANDOM_CASES,
@@ -152,14 +153,6 @@ def test_unbatched_input(case, backend):
     g, gexp, gscale = ref_backward(case)
     assert_close_to_sum(FIXED_RANK_BWD[case.geom.rank](g[0], xu.shape, **kw), gexp[0], gscale[0])
     assert_close_to_sum(fastpool.avg_pool_backward(g[0], xu.shape, **kw_tuple), gexp[0], gscale[0])
-
-
-OUT_CASES = [
-    Case(Geom((8, 67), 3, 2, 1), "channels_first", np.float32, 2, 3),
-    Case(Geom((8, 67), 3, 2, 1), "channels_last", np.float64, 2, 17),
-    Case(Geom((31,), 4, 3, "same"), "channels_first", np.float64, 1, 5),
-    Case(Geom((3, 5, 7), 2, 1, 1, ceil_mode=True), "channels_last", np.float32, 1, 3),
-]
 
 
 @pytest.mark.parametrize("case", params(OUT_CASES))

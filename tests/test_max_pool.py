@@ -13,6 +13,7 @@ import pytest
 import fastpool
 import reference as ref
 from pool_cases import (
+    OUT_CASES,
     UNBATCHED,
     GEOMS_1D,
     GEOMS_2D,
@@ -203,14 +204,6 @@ def test_unbatched_input(case, backend):
     expected = ref.max_pool_backward(g, x, **kw)[0]
     np.testing.assert_array_equal(FIXED_RANK_BWD[case.geom.rank](g[0], xu, **kw), expected)
     np.testing.assert_array_equal(FIXED_RANK_BWD[case.geom.rank](g[0], xu, indices=idx, **kw), expected)
-
-
-OUT_CASES = [
-    Case(Geom((8, 67), 3, 2, 1), "channels_first", np.float32, 2, 3),
-    Case(Geom((8, 67), 3, 2, 1), "channels_last", np.float64, 2, 17),
-    Case(Geom((31,), 4, 3, "same"), "channels_first", np.float64, 1, 5),
-    Case(Geom((3, 5, 7), 2, 1, 1, ceil_mode=True), "channels_last", np.float32, 1, 3),
-]
 
 
 @pytest.mark.parametrize("case", params(OUT_CASES))
