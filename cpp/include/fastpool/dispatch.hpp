@@ -20,9 +20,21 @@ struct PoolKernels {
   void (*avg_backward)(const T*, T*, const PoolGeometry&, const AvgOptions&, int);
 };
 
+// Element-wise vector math of each path, over arrays: the tests compare every path
+// with the scalar one and with libm.
+template <class T>
+struct MathKernels {
+  void (*exp)(const T* x, T* y, index_t n);
+  void (*log)(const T* x, T* y, index_t n);
+  /// x >= 0, p > 0: x**p (0 for x == 0).
+  void (*pow)(const T* x, const T* p, T* y, index_t n);
+};
+
 struct KernelTable {
   PoolKernels<float> f32;
   PoolKernels<double> f64;
+  MathKernels<float> math32;
+  MathKernels<double> math64;
 };
 
 const char* isa_name(Isa isa);

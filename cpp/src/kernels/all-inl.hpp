@@ -1,6 +1,7 @@
 // Every kernel template and the table that exposes their instantiations for one
 // ISA. Included by each src/isa/*.cpp inside its own namespace, after the vector
 // types `Vec<T>` (and `Scalar<T>`) of that ISA.
+#include "simd/math-inl.hpp"
 #include "kernels/common-inl.hpp"
 #include "kernels/rows-inl.hpp"
 #include "kernels/channels_last-inl.hpp"
@@ -18,7 +19,18 @@ PoolKernels<T> make_kernels() {
   return k;
 }
 
+template <class T>
+MathKernels<T> make_math() {
+  MathKernels<T> m;
+  m.exp = &exp_array<T>;
+  m.log = &log_array<T>;
+  m.pow = &pow_array<T>;
+  return m;
+}
+
 void fill_table(KernelTable& t) {
   t.f32 = make_kernels<float>();
   t.f64 = make_kernels<double>();
+  t.math32 = make_math<float>();
+  t.math64 = make_math<double>();
 }
