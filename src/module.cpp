@@ -3,6 +3,7 @@
 
 namespace py = pybind11;
 
+void register_bins(py::module_& m);
 void register_pooling(py::module_& m);
 void register_runtime(py::module_& m);
 
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = FASTPOOL_VERSION;
   register_runtime(m);
   register_pooling(m);
+  register_bins(m);
 }

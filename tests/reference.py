@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -308,3 +308,495 @@ def avg_pool_backward(grad_output: np.ndarray, input_shape: Sequence[int], kerne
     crop = (slice(None), slice(None)) + tuple(
         slice(p[0], p[0] + i) for p, i in zip(geom.pads, geom.in_sizes))
     return _from_ncs(gp[crop].astype(g.dtype), batched, layout)
+
+
+# ============================================================================ issue 3
+# Global, adaptive, LP, GeM, spatial pyramid and strip pooling. Same method: channels_first
+# with a batch axis, float64 arithmetic, results cast to the input's dtype. Global pooling
+# is a window that covers the whole plane; adaptive bins are looped over in Python.
+
+
+def _max_scan(vals: np.ndarray, flat: np.ndarray, valid: Optional[np.ndarray] = None):
+    """Max over the last axis in order with the rule ``v > best or isnan(v)`` (first
+    maximum, last NaN); ``flat`` (broadcastable to vals) gives each tap's plane index.
+    Returns (best, index); taps with ``valid`` False are skipped."""
+    flat = np.broadcast_to(flat, vals.shape)
+    if valid is None:
+        valid = np.ones(vals.shape[-1:], dtype=bool)
+    valid = np.broadcast_to(valid, vals.shape)
+    first = np.argmax(valid, axis=-1)[..., None]
+    best = np.full(vals.shape[:-1], -np.inf, dtype=vals.dtype)
+    index = np.take_along_axis(flat, first, axis=-1)[..., 0].copy()
+    for t in range(vals.shape[-1]):
+        v = vals[..., t]
+        take = valid[..., t] & ((v > best) | np.isnan(v))
+        best = np.where(take, v, best)
+        index = np.where(take, flat[..., t], index)
+    return best, index.astype(np.int64)
+
+
+def _scatter_indices(gc: np.ndarray, ic: np.ndarray, shape_c: Tuple[int, ...]) -> np.ndarray:
+    """float64 (N, C, *spatial) gradient: grad[n, c, idx[n, c, o]] += g[n, c, o]."""
+    n, c = shape_c[:2]
+    plane = int(np.prod(shape_c[2:]))
+    gx = np.zeros((n * c, plane), dtype=np.float64)
+    rows = np.arange(n * c)[:, None]
+    np.add.at(gx, (rows, ic.reshape(n * c, -1)), gc.reshape(n * c, -1).astype(np.float64))
+    return gx.reshape(shape_c)
+
+
+def _shape_ncs(input_shape: Sequence[int], rank: int, layout: str) -> Tuple[Tuple[int, ...], bool]:
+    """(N, C, *spatial) of an input shape, and whether it is batched."""
+    xc, batched = _to_ncs(np.empty(tuple(int(s) for s in input_shape), dtype=np.bool_), rank, layout)
+    return xc.shape, batched
+
+
+# ------------------------------------------------------------------------------ global
+
+
+def _global_rank(ndim: int, rank: Optional[int]) -> int:
+    return ndim - 2 if rank is None else int(rank)
+
+
+def _global_out(yc: np.ndarray, batched: bool, layout: str, keepdims: bool) -> np.ndarray:
+    """yc is (N, C, 1, ..., 1): squeeze the spatial axes unless keepdims."""
+    if not keepdims:
+        yc = yc.reshape(yc.shape[:2])
+        return np.ascontiguousarray(yc if batched else yc[0])
+    return _from_ncs(yc, batched, layout)
+
+
+def _global_in(g: np.ndarray, rank: int, batched: bool, layout: str, keepdims: bool) -> np.ndarray:
+    """grad_output of a global pooling as (N, C, 1, ..., 1)."""
+    g = np.asarray(g)
+    if not keepdims:
+        g = g if batched else g[None]
+        return g.reshape(g.shape + (1,) * rank)
+    return _to_ncs(g, rank, layout)[0]
+
+
+def global_max_pool(x: np.ndarray, rank: Optional[int] = None, keepdims: bool = False,
+                    layout: str = "channels_first") -> Tuple[np.ndarray, np.ndarray]:
+    """Reference global max: (y, indices) over each (n, c) spatial plane."""
+    x = np.asarray(x)
+    rank = _global_rank(x.ndim, rank)
+    xc, batched = _to_ncs(x, rank, layout)
+    best, index = _max_scan(xc.reshape(xc.shape[:2] + (-1,)), np.arange(int(np.prod(xc.shape[2:]))))
+    keep = xc.shape[:2] + (1,) * rank
+    return (_global_out(best.reshape(keep), batched, layout, keepdims),
+            _global_out(index.reshape(keep), batched, layout, keepdims))
+
+
+def global_avg_pool(x: np.ndarray, rank: Optional[int] = None, keepdims: bool = False,
+                    layout: str = "channels_first") -> np.ndarray:
+    """Reference global average (float64 sum)."""
+    x = np.asarray(x)
+    rank = _global_rank(x.ndim, rank)
+    xc, batched = _to_ncs(x, rank, layout)
+    with np.errstate(invalid="ignore"):
+        y = xc.astype(np.float64).reshape(xc.shape[:2] + (-1,)).mean(axis=-1)
+    return _global_out(y.reshape(xc.shape[:2] + (1,) * rank).astype(x.dtype), batched, layout, keepdims)
+
+
+def global_max_pool_backward(grad_output: np.ndarray, x: np.ndarray, rank: Optional[int] = None,
+                             keepdims: bool = False, indices: Optional[np.ndarray] = None,
+                             layout: str = "channels_first") -> np.ndarray:
+    """Reference global max backward: the whole gradient goes to the argmax."""
+    x = np.asarray(x)
+    rank = _global_rank(x.ndim, rank)
+    if indices is None:
+        _, indices = global_max_pool(x, rank, keepdims, layout)
+    xc, batched = _to_ncs(x, rank, layout)
+    gc = _global_in(grad_output, rank, batched, layout, keepdims)
+    ic = _global_in(indices, rank, batched, layout, keepdims)
+    return _from_ncs(_scatter_indices(gc, ic, xc.shape).astype(x.dtype), batched, layout)
+
+
+def global_avg_pool_backward(grad_output: np.ndarray, input_shape: Sequence[int],
+                             rank: Optional[int] = None, keepdims: bool = False,
+                             layout: str = "channels_first") -> np.ndarray:
+    """Reference global avg backward: grad / plane size, broadcast over the plane."""
+    g = np.asarray(grad_output)
+    rank = _global_rank(len(input_shape), rank)
+    shape_c, batched = _shape_ncs(input_shape, rank, layout)
+    gc = _global_in(g, rank, batched, layout, keepdims).astype(np.float64)
+    gx = np.broadcast_to(gc / float(np.prod(shape_c[2:])), shape_c)
+    return _from_ncs(gx.astype(g.dtype), batched, layout)
+
+
+# ------------------------------------------------------------------------------ adaptive
+
+
+def adaptive_bins(in_size: int, out_size: int) -> List[Tuple[int, int]]:
+    """PyTorch's rule: bin i covers [floor(i*I/O), ceil((i+1)*I/O))."""
+    return [((i * in_size) // out_size, -(-((i + 1) * in_size) // out_size)) for i in range(out_size)]
+
+
+def _adaptive_rank(output_size: Any, ndim: int, rank: Optional[int]) -> int:
+    if rank is not None:
+        return int(rank)
+    if isinstance(output_size, (int, np.integer)):
+        return ndim - 2
+    return len(output_size)
+
+
+def _adaptive_sizes(output_size: Any, in_sizes: Sequence[int]) -> Tuple[int, ...]:
+    rank = len(in_sizes)
+    if output_size is None or isinstance(output_size, (int, np.integer)):
+        output_size = (output_size,) * rank
+    output_size = tuple(output_size)
+    if len(output_size) != rank:
+        raise ValueError(f"output_size {output_size} for {rank} spatial axes")
+    sizes = tuple(int(i) if o is None else int(o) for o, i in zip(output_size, in_sizes))
+    if min(sizes) < 1:
+        raise ValueError("output_size must be >= 1")
+    return sizes
+
+
+def _bin_table(in_sizes: Sequence[int], out_sizes: Sequence[int]):
+    """[(out position tuple, tuple of slices, flat plane indices of the bin's taps)]."""
+    per_axis = [adaptive_bins(i, o) for i, o in zip(in_sizes, out_sizes)]
+    table = []
+    for pos in itertools.product(*(range(o) for o in out_sizes)):
+        spans = [per_axis[a][p] for a, p in enumerate(pos)]
+        slices = tuple(slice(s, e) for s, e in spans)
+        grids = np.meshgrid(*(np.arange(s, e) for s, e in spans), indexing="ij")
+        flat = np.ravel_multi_index(tuple(g.reshape(-1) for g in grids), tuple(in_sizes))
+        table.append((pos, slices, flat))
+    return table
+
+
+def adaptive_max_pool(x: np.ndarray, output_size: Any, layout: str = "channels_first",
+                      rank: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Reference adaptive max: (y, indices)."""
+    x = np.asarray(x)
+    rank = _adaptive_rank(output_size, x.ndim, rank)
+    xc, batched = _to_ncs(x, rank, layout)
+    in_sizes = xc.shape[2:]
+    out_sizes = _adaptive_sizes(output_size, in_sizes)
+    y = np.empty(xc.shape[:2] + out_sizes, dtype=x.dtype)
+    idx = np.empty(xc.shape[:2] + out_sizes, dtype=np.int64)
+    for pos, slices, flat in _bin_table(in_sizes, out_sizes):
+        taps = xc[(slice(None), slice(None)) + slices].reshape(xc.shape[:2] + (-1,))
+        best, index = _max_scan(taps, flat)
+        y[(slice(None), slice(None)) + pos] = best
+        idx[(slice(None), slice(None)) + pos] = index
+    return _from_ncs(y, batched, layout), _from_ncs(idx, batched, layout)
+
+
+def adaptive_avg_pool(x: np.ndarray, output_size: Any, layout: str = "channels_first",
+                      rank: Optional[int] = None) -> np.ndarray:
+    """Reference adaptive average (float64 sums)."""
+    x = np.asarray(x)
+    rank = _adaptive_rank(output_size, x.ndim, rank)
+    xc, batched = _to_ncs(x, rank, layout)
+    in_sizes = xc.shape[2:]
+    out_sizes = _adaptive_sizes(output_size, in_sizes)
+    x64 = xc.astype(np.float64)
+    y = np.empty(xc.shape[:2] + out_sizes, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        for pos, slices, flat in _bin_table(in_sizes, out_sizes):
+            taps = x64[(slice(None), slice(None)) + slices].reshape(xc.shape[:2] + (-1,))
+            y[(slice(None), slice(None)) + pos] = taps.sum(axis=-1) / taps.shape[-1]
+    return _from_ncs(y.astype(x.dtype), batched, layout)
+
+
+def adaptive_max_pool_backward(grad_output: np.ndarray, x: np.ndarray, output_size: Any,
+                               indices: Optional[np.ndarray] = None, layout: str = "channels_first",
+                               rank: Optional[int] = None) -> np.ndarray:
+    """Reference adaptive max backward: grad_x[argmax] += g (overlapping bins accumulate)."""
+    x = np.asarray(x)
+    rank = _adaptive_rank(output_size, x.ndim, rank)
+    if indices is None:
+        _, indices = adaptive_max_pool(x, output_size, layout, rank)
+    xc, batched = _to_ncs(x, rank, layout)
+    gc, _ = _to_ncs(np.asarray(grad_output), rank, layout)
+    ic, _ = _to_ncs(np.asarray(indices), rank, layout)
+    return _from_ncs(_scatter_indices(gc, ic, xc.shape).astype(x.dtype), batched, layout)
+
+
+def adaptive_avg_pool_backward(grad_output: np.ndarray, input_shape: Sequence[int], output_size: Any,
+                               layout: str = "channels_first", rank: Optional[int] = None) -> np.ndarray:
+    """Reference adaptive avg backward: each bin's taps get g / (bin size)."""
+    g = np.asarray(grad_output)
+    rank = _adaptive_rank(output_size, len(input_shape), rank)
+    shape_c, batched = _shape_ncs(input_shape, rank, layout)
+    gc, _ = _to_ncs(g, rank, layout)
+    gc = gc.astype(np.float64)
+    in_sizes = shape_c[2:]
+    out_sizes = _adaptive_sizes(output_size, in_sizes)
+    gx = np.zeros(shape_c, dtype=np.float64)
+    for pos, slices, flat in _bin_table(in_sizes, out_sizes):
+        share = gc[(slice(None), slice(None)) + pos] / flat.size
+        gx[(slice(None), slice(None)) + slices] += share.reshape(share.shape + (1,) * rank)
+    return _from_ncs(gx.astype(g.dtype), batched, layout)
+
+
+# ------------------------------------------------------------------------------ windowed sums
+
+
+def _window_setup(x: np.ndarray, kernel_size, stride, padding, dilation, ceil_mode, layout):
+    """(xc float64 (N, C, *spatial), batched, geom, windows (N, C, *out, K), valid (*out, K))."""
+    rank = _rank(kernel_size, x.ndim)
+    xc, batched = _to_ncs(x, rank, layout)
+    geom = make_geometry(xc.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    x64 = xc.astype(np.float64)
+    win = _windows(_padded(x64, geom, 0.0), geom)
+    valid, _ = _tap_tables(geom)
+    return x64, batched, geom, win, valid
+
+
+def _scatter_taps(contrib: np.ndarray, geom: Geometry, shape_c: Tuple[int, ...]) -> np.ndarray:
+    """Adds contrib (N, C, *out, K) back onto the taps' input positions: (N, C, *spatial)."""
+    gp = _padded(np.zeros(shape_c), geom, 0.0)
+    for t, taps in enumerate(itertools.product(*(range(k) for k in geom.kernel))):
+        pick = (slice(None), slice(None)) + tuple(
+            slice(j * d, j * d + (o - 1) * s + 1, s)
+            for j, d, o, s in zip(taps, geom.dilation, geom.out_sizes, geom.stride))
+        gp[pick] += contrib[..., t]
+    crop = (slice(None), slice(None)) + tuple(
+        slice(p[0], p[0] + i) for p, i in zip(geom.pads, geom.in_sizes))
+    return gp[crop]
+
+
+def _check_p(p: Any) -> None:
+    pa = np.asarray(p, dtype=np.float64)
+    if not (np.all(np.isfinite(pa)) and np.all(pa > 0)):
+        raise ValueError(f"p must be > 0, got {p!r}")
+
+
+# ------------------------------------------------------------------------------ LP
+
+
+def _lp_core(win: np.ndarray, valid: np.ndarray, p: float):
+    """y = (sum |x|^p)^(1/p) over valid taps, computed relative to the window's max |x|
+    (no overflow for large p). Returns (y, m) in float64."""
+    a = np.where(valid, np.abs(win), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        m = a.max(axis=-1)  # NaN propagates
+        r = a / np.where((m > 0) & np.isfinite(m), m, 1.0)[..., None]
+        y = m * np.power(np.sum(np.power(r, p), axis=-1), 1.0 / p)
+    y = np.where(m == 0, 0.0, y)
+    y = np.where(np.isposinf(m), np.inf, y)
+    return y
+
+
+def lp_pool(x: np.ndarray, p: float, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+            layout="channels_first") -> np.ndarray:
+    """Reference LP pooling (ONNX LpPool: the L_p norm of each window; padding adds 0)."""
+    x = np.asarray(x)
+    _check_p(p)
+    _, batched, geom, win, valid = _window_setup(x, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    return _from_ncs(_lp_core(win, valid, float(p)).astype(x.dtype), batched, layout)
+
+
+def lp_pool_backward(grad_output: np.ndarray, x: np.ndarray, p: float, kernel_size, stride=None, padding=0,
+                     dilation=1, ceil_mode=False, layout="channels_first", magnitude: bool = False) -> np.ndarray:
+    """Reference LP backward: grad_x_i = sum over windows of g sign(x_i) (|x_i| / y)^(p-1),
+    0 where y == 0 or x_i == 0. With ``magnitude`` the sum of |terms| (an error scale)."""
+    x = np.asarray(x)
+    p = float(p)
+    xc, batched, geom, win, valid = _window_setup(x, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    gc, _ = _to_ncs(np.asarray(grad_output), geom.rank, layout)
+    gc = gc.astype(np.float64)
+    y = _lp_core(win, valid, p)[..., None]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        term = np.sign(win) * np.power(np.abs(win) / np.where(y == 0, 1.0, y), p - 1.0)
+    term = np.where(valid & (win != 0) & (y != 0), term, 0.0)
+    contrib = gc[..., None] * term
+    if magnitude:
+        contrib = np.abs(contrib)
+    return _from_ncs(_scatter_taps(contrib, geom, xc.shape).astype(x.dtype), batched, layout)
+
+
+# ------------------------------------------------------------------------------ GeM
+
+
+def _p_array(p: Any, channels: int, rank: int) -> np.ndarray:
+    """p as float64, broadcastable against (N, C, *out): scalar or (1, C, 1, ...)."""
+    _check_p(p)
+    pa = np.asarray(p, dtype=np.float64)
+    if pa.ndim == 0:
+        return pa
+    if pa.shape != (channels,):
+        raise ValueError(f"p must be a scalar or have shape ({channels},), got {pa.shape}")
+    return pa.reshape((1, channels) + (1,) * rank)
+
+
+def _gem_setup(x, eps, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, rank, layout):
+    """(xc, batched, geom, clamped windows c, valid, D (*out), global?) in float64."""
+    x = np.asarray(x)
+    is_global = kernel_size is None
+    if is_global:
+        rank = _global_rank(x.ndim, rank)
+        xc, _ = _to_ncs(x, rank, layout)
+        kernel_size = tuple(xc.shape[2:])
+    x64, batched, geom, win, valid = _window_setup(x, kernel_size, stride, 0 if is_global else padding,
+                                                   1 if is_global else dilation,
+                                                   False if is_global else ceil_mode, layout)
+    c = np.where(valid, np.maximum(win, float(eps)), 0.0)  # NaN propagates
+    d = _divisors(geom, bool(count_include_pad) and not is_global, None)
+    return x64, batched, geom, c, valid, d, is_global
+
+
+def _gem_terms(c, valid, d, pa):
+    """y and the pieces of its derivatives, relative to the window max m:
+    r = c/m, R = sum r^p, R_ln = sum r^p ln r; y = m (R/D)^(1/p)."""
+    pk = pa[..., None] if pa.ndim else pa
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        m = np.where(valid, c, -np.inf).max(axis=-1)
+        mm = np.where(np.isfinite(m) & (m > 0), m, 1.0)[..., None]
+        r = np.where(valid, c / mm, 0.0)
+        rp = np.where(valid, np.power(r, pk), 0.0)
+        lnr = np.where(valid & (r > 0), np.log(np.where(r > 0, r, 1.0)), 0.0)
+        big_r = rp.sum(axis=-1)
+        r_ln = (rp * lnr).sum(axis=-1)
+        y = m * np.power(big_r / d, 1.0 / pa)
+    y = np.where(np.isposinf(m), np.inf, y)
+    return y, m, big_r, r_ln
+
+
+def _gem_output(yc, batched, layout, is_global, keepdims):
+    if is_global:
+        return _global_out(yc, batched, layout, keepdims)
+    return _from_ncs(yc, batched, layout)
+
+
+def gem_pool(x: np.ndarray, p: Any = 3.0, eps: float = 1e-6, kernel_size=None, stride=None, padding=0,
+             dilation=1, ceil_mode=False, count_include_pad=False, rank=None, keepdims=False,
+             layout="channels_first") -> np.ndarray:
+    """Reference GeM: (sum over the window's taps inside the input of max(x, eps)^p / D)^(1/p)."""
+    x = np.asarray(x)
+    xc, batched, geom, c, valid, d, is_global = _gem_setup(x, eps, kernel_size, stride, padding, dilation,
+                                                           ceil_mode, count_include_pad, rank, layout)
+    pa = _p_array(p, xc.shape[1], geom.rank)
+    y, _, _, _ = _gem_terms(c, valid, d, pa)
+    return _gem_output(y.astype(x.dtype), batched, layout, is_global, keepdims)
+
+
+def gem_pool_backward(grad_output: np.ndarray, x: np.ndarray, p: Any = 3.0, eps: float = 1e-6,
+                      kernel_size=None, stride=None, padding=0, dilation=1, ceil_mode=False,
+                      count_include_pad=False, rank=None, keepdims=False, layout="channels_first",
+                      magnitude: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """Reference GeM backward: (grad_x, grad_p).
+
+    dy/dx_i = (1/D) (x_i / y)^(p-1) where x_i > eps, else 0;
+    dy/dp = y (R_ln / (p R) - ln(R / D) / p^2) (the spec's formula with c / m for c).
+    grad_p is summed over the batch (and the channels for a scalar p), in x's dtype, p's
+    shape. With ``magnitude``: the sums of |terms| of both, error scales for the checks
+    (for grad_p the terms of the spec's unscaled formula, whose two parts may cancel)."""
+    x = np.asarray(x)
+    xc, batched, geom, c, valid, d, is_global = _gem_setup(x, eps, kernel_size, stride, padding, dilation,
+                                                           ceil_mode, count_include_pad, rank, layout)
+    pa = _p_array(p, xc.shape[1], geom.rank)
+    y, m, big_r, r_ln = _gem_terms(c, valid, d, pa)
+    g = np.asarray(grad_output)
+    if is_global:
+        gc = _global_in(g, geom.rank, batched, layout, keepdims)
+    else:
+        gc, _ = _to_ncs(g, geom.rank, layout)
+    gc = gc.astype(np.float64)
+    pk = pa[..., None] if pa.ndim else pa
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ratio = np.power(c / np.where(y == 0, 1.0, y)[..., None], pk - 1.0)
+        term = np.where(valid & (c > eps), ratio / d[..., None], 0.0)
+        term = np.where(np.isnan(c), np.nan, term)
+        contrib = gc[..., None] * term
+        if magnitude:
+            contrib = np.abs(contrib)
+        grad_x = _scatter_taps(contrib, geom, xc.shape)
+        lnm = np.log(np.where(m > 0, m, 1.0))
+        a = r_ln / (pa * big_r) + lnm / pa
+        b = lnm / pa + np.log(big_r / d) / pa ** 2
+        dydp = y * (np.abs(a) + np.abs(b)) if magnitude else y * (r_ln / (pa * big_r) - np.log(big_r / d) / pa ** 2)
+        gp = gc * dydp
+        if magnitude:
+            gp = np.abs(gp)
+    axes = tuple(a for a in range(gp.ndim) if a != 1 or np.ndim(p) == 0)
+    grad_p = gp.sum(axis=axes)
+    grad_p = np.asarray(grad_p, dtype=x.dtype).reshape(np.shape(p))
+    return _from_ncs(grad_x.astype(x.dtype), batched, layout), grad_p
+
+
+# ------------------------------------------------------------------------------ SPP and strip
+
+
+def _levels(levels: Any, rank: int) -> List[Tuple[int, ...]]:
+    out = []
+    for lev in levels:
+        bins = (int(lev),) * rank if isinstance(lev, (int, np.integer)) else tuple(int(b) for b in lev)
+        if len(bins) != rank or min(bins) < 1:
+            raise ValueError(f"bad level {lev!r}")
+        out.append(bins)
+    return out
+
+
+def spatial_pyramid_pool(x: np.ndarray, levels: Any = (1, 2, 4), mode: str = "max",
+                         layout: str = "channels_first") -> np.ndarray:
+    """Reference SPP: adaptive max/avg to each level's grid, each flattened C x bins,
+    levels concatenated: (N, C * sum(prod(bins)))."""
+    x = np.asarray(x)
+    rank = x.ndim - 2
+    xc, _ = _to_ncs(x, rank, layout)
+    parts = []
+    for bins in _levels(levels, rank):
+        if mode == "max":
+            y, _ = adaptive_max_pool(xc, bins)
+        elif mode == "avg":
+            y = adaptive_avg_pool(xc, bins)
+        else:
+            raise ValueError(mode)
+        parts.append(y.reshape(y.shape[0], -1))
+    return np.ascontiguousarray(np.concatenate(parts, axis=1))
+
+
+def spatial_pyramid_pool_backward(grad_output: np.ndarray, x: np.ndarray, levels: Any = (1, 2, 4),
+                                  mode: str = "max", layout: str = "channels_first") -> np.ndarray:
+    """Reference SPP backward: the levels' adaptive backwards, summed (float64)."""
+    x = np.asarray(x)
+    rank = x.ndim - 2
+    xc, _ = _to_ncs(x, rank, layout)
+    n, c = xc.shape[:2]
+    g = np.asarray(grad_output).astype(np.float64)
+    gx = np.zeros(xc.shape, dtype=np.float64)
+    start = 0
+    for bins in _levels(levels, rank):
+        size = c * int(np.prod(bins))
+        gl = g[:, start:start + size].reshape((n, c) + bins)
+        start += size
+        if mode == "max":
+            gx += adaptive_max_pool_backward(gl, xc.astype(np.float64), bins)
+        else:
+            gx += adaptive_avg_pool_backward(gl, xc.shape, bins)
+    if start != g.shape[1]:
+        raise ValueError("grad_output length")
+    return _from_ncs(gx.astype(x.dtype), True, layout)
+
+
+def strip_pool(x: np.ndarray, mode: str = "avg", layout: str = "channels_first") -> Tuple[np.ndarray, np.ndarray]:
+    """Reference strip pooling of 2D input: (y_h over W: (N, C, H, 1), y_w over H: (N, C, 1, W))."""
+    x = np.asarray(x)
+    h, w = _to_ncs(x, 2, layout)[0].shape[2:]
+    if mode == "max":
+        return adaptive_max_pool(x, (h, 1), layout)[0], adaptive_max_pool(x, (1, w), layout)[0]
+    if mode == "avg":
+        return adaptive_avg_pool(x, (h, 1), layout), adaptive_avg_pool(x, (1, w), layout)
+    raise ValueError(mode)
+
+
+def strip_pool_backward(grad_h: np.ndarray, grad_w: np.ndarray, x: np.ndarray, mode: str = "avg",
+                        layout: str = "channels_first") -> np.ndarray:
+    """Reference strip backward: the sum of both strips' gradients (float64, then cast)."""
+    x = np.asarray(x)
+    x64 = x.astype(np.float64)
+    h, w = _to_ncs(x, 2, layout)[0].shape[2:]
+    gh, gw = np.asarray(grad_h).astype(np.float64), np.asarray(grad_w).astype(np.float64)
+    if mode == "max":
+        total = (adaptive_max_pool_backward(gh, x64, (h, 1), layout=layout)
+                 + adaptive_max_pool_backward(gw, x64, (1, w), layout=layout))
+    elif mode == "avg":
+        total = (adaptive_avg_pool_backward(gh, x.shape, (h, 1), layout=layout)
+                 + adaptive_avg_pool_backward(gw, x.shape, (1, w), layout=layout))
+    else:
+        raise ValueError(mode)
+    return total.astype(x.dtype)

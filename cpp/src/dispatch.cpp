@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <stdexcept>
+#include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include <cpuid.h>
@@ -181,12 +182,57 @@ void avg_pool_backward(const T* gy, T* gx, const PoolGeometry& g, const AvgOptio
   ops<T>().avg_backward(gy, gx, g, o, threads);
 }
 
+template <class T>
+static void check_power(const BinProblem& pb, BinReduce op, const PowerParams<T>& pp) {
+  if (op != BinReduce::lp && op != BinReduce::gem) return;
+  auto bad = [](T p) { return !(p > T(0)) || p == T(__builtin_inf()); };
+  if (pp.p_channel) {
+    for (index_t c = 0; c < pb.channels; ++c)
+      if (bad(pp.p_channel[c])) throw std::invalid_argument("p must be finite and > 0");
+  } else if (bad(pp.p)) {
+    throw std::invalid_argument("p must be finite and > 0");
+  }
+  if (op == BinReduce::gem && !(pp.eps > T(0))) throw std::invalid_argument("eps must be > 0");
+}
+
+template <class T>
+void bin_forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+                 const BinLevel<T>* levels, int n_levels, int threads) {
+  check_bins(pb, op, levels, n_levels);
+  check_power(pb, op, pp);
+  ops<T>().bin_forward(x, pb, op, pp, levels, n_levels, threads);
+}
+
+template <class T>
+index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+                     const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads) {
+  check_bins(pb, op, levels, n_levels);
+  check_power(pb, op, pp);
+  const bool given = op == BinReduce::max && levels[0].given_indices;
+  if (!x && op != BinReduce::avg && !given) throw std::invalid_argument("this backward needs x");
+  // Per-plane dL/dp, summed over the batch here in a fixed order.
+  std::vector<T> per_plane(op == BinReduce::gem && grad_p ? std::size_t(pb.batch * pb.channels) : 0);
+  const index_t bad = ops<T>().bin_backward(x, pb, op, pp, levels, n_levels, grad_x,
+                                            per_plane.empty() ? nullptr : per_plane.data(), threads);
+  if (!per_plane.empty())
+    for (index_t c = 0; c < pb.channels; ++c) {
+      T s = per_plane[std::size_t(c)];
+      for (index_t n = 1; n < pb.batch; ++n) s += per_plane[std::size_t(n * pb.channels + c)];
+      grad_p[c] = s;
+    }
+  return bad;
+}
+
 #define FASTPOOL_INSTANTIATE(T)                                                                 \
   template void max_pool_forward<T>(const T*, T*, std::int64_t*, const PoolGeometry&, int);     \
   template index_t max_pool_backward<T>(const T*, const T*, const std::int64_t*, T*,             \
                                         const PoolGeometry&, int);                              \
   template void avg_pool_forward<T>(const T*, T*, const PoolGeometry&, const AvgOptions&, int); \
-  template void avg_pool_backward<T>(const T*, T*, const PoolGeometry&, const AvgOptions&, int);
+  template void avg_pool_backward<T>(const T*, T*, const PoolGeometry&, const AvgOptions&, int); \
+  template void bin_forward<T>(const T*, const BinProblem&, BinReduce, const PowerParams<T>&,  \
+                               const BinLevel<T>*, int, int);                                  \
+  template index_t bin_backward<T>(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, \
+                                   const BinLevel<T>*, int, T*, T*, int);
 FASTPOOL_INSTANTIATE(float)
 FASTPOOL_INSTANTIATE(double)
 #undef FASTPOOL_INSTANTIATE

@@ -1,5 +1,7 @@
 #include "fastpool/geometry.hpp"
 
+#include "fastpool/bins.hpp"
+
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -114,5 +116,85 @@ index_t avg_axis_count(const AxisGeometry& a, index_t o, bool count_include_pad)
     a.valid_taps(o, f, l);
   return l - f;
 }
+
+// ------------------------------------------------------------------ bins
+
+AxisBins::AxisBins(index_t in_, index_t out_, index_t step_)
+    : first(std::size_t(out_)), count(std::size_t(out_)), divisor(std::size_t(out_)), in(in_), out(out_), step(step_) {}
+
+BinAxis AxisBins::view() const {
+  BinAxis a;
+  a.in = in;
+  a.out = out;
+  a.step = step;
+  a.first = first.data();
+  a.count = count.data();
+  a.divisor = divisor.data();
+  return a;
+}
+
+AxisBins adaptive_bins(index_t in, index_t out) {
+  if (in < 1 || in > kHuge) fail("input size must be in [1, 2**40], got " + std::to_string(in));
+  if (out < 1 || out > kHuge) fail("output size must be in [1, 2**40], got " + std::to_string(out));
+  AxisBins b(in, out, 1);
+  using wide = unsigned __int128;  // i * in reaches 2**80
+  for (index_t i = 0; i < out; ++i) {
+    const index_t s = index_t(wide(i) * wide(in) / wide(out));
+    const index_t e = index_t((wide(i + 1) * wide(in) + wide(out) - 1) / wide(out));
+    b.first[i] = s;
+    b.count[i] = b.divisor[i] = e - s;
+  }
+  return b;
+}
+
+AxisBins window_bins(const AxisGeometry& a, bool count_include_pad) {
+  AxisBins b(a.in, a.out, a.dilation);
+  b.monotone = a.dilation == 1;
+  for (index_t o = 0; o < a.out; ++o) {
+    index_t f, l;
+    a.valid_taps(o, f, l);
+    b.first[o] = a.start(o) + f * a.dilation;
+    b.count[o] = l - f;
+    b.divisor[o] = avg_axis_count(a, o, count_include_pad);
+  }
+  return b;
+}
+
+template <class T>
+void check_bins(const BinProblem& pb, BinReduce op, const BinLevel<T>* levels, int n_levels) {
+  if (pb.batch < 1 || pb.channels < 1) fail("batch and channel counts must be >= 1");
+  index_t size = checked_mul(pb.batch, pb.channels, "input size");
+  for (index_t s : pb.in) {
+    if (s < 1 || s > kHuge) fail("spatial sizes must be in [1, 2**40]");
+    size = checked_mul(size, s, "input size");
+  }
+  if (n_levels < 1) fail("at least one output grid is needed");
+  // Argmax positions inside a bin are tracked in T: rows of a bin and taps of a row
+  // must be exact in it.
+  const index_t exact = index_t(1) << (sizeof(T) == 4 ? 24 : 53);
+  for (int l = 0; l < n_levels; ++l) {
+    const BinLevel<T>& lv = levels[l];
+    index_t rows = 0, cols = 0;
+    for (int i = 0; i < kMaxRank; ++i) {
+      const BinAxis& a = lv.axis[i];
+      if (a.in != pb.in[i] || a.out < 1 || a.step < 1 || !a.first || !a.count || !a.divisor)
+        fail("bin grid does not match the input");
+      index_t most = 0;
+      for (index_t o = 0; o < a.out; ++o) {
+        if (a.count[o] < 1 || a.first[o] < 0 || a.divisor[o] < 1 ||
+            a.first[o] + (a.count[o] - 1) * a.step >= a.in)
+          fail("bin " + std::to_string(o) + " lies outside the input");
+        if (a.count[o] > most) most = a.count[o];
+      }
+      if (i == 2) cols = most; else rows = rows ? checked_mul(rows, most, "bin rows") : most;
+    }
+    if (op == BinReduce::max && (rows > exact || cols > exact))
+      fail("a bin of " + std::to_string(rows) + " rows x " + std::to_string(cols) +
+           " columns is too large to track its argmax exactly in this dtype");
+  }
+}
+
+template void check_bins<float>(const BinProblem&, BinReduce, const BinLevel<float>*, int);
+template void check_bins<double>(const BinProblem&, BinReduce, const BinLevel<double>*, int);
 
 }  // namespace fastpool

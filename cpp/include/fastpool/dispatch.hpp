@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "fastpool/bins.hpp"
 #include "fastpool/geometry.hpp"
 
 namespace fastpool {
@@ -18,6 +19,9 @@ struct PoolKernels {
   index_t (*max_backward)(const T*, const T*, const std::int64_t*, T*, const PoolGeometry&, int);
   void (*avg_forward)(const T*, T*, const PoolGeometry&, const AvgOptions&, int);
   void (*avg_backward)(const T*, T*, const PoolGeometry&, const AvgOptions&, int);
+  void (*bin_forward)(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, const BinLevel<T>*, int, int);
+  index_t (*bin_backward)(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, const BinLevel<T>*, int, T*,
+                          T*, int);
 };
 
 // Element-wise vector math of each path, over arrays: the tests compare every path

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "fastpool/bins.hpp"
 #include "fastpool/geometry.hpp"
 
 namespace fastpool {
@@ -29,5 +30,19 @@ void avg_pool_forward(const T* x, T* y, const PoolGeometry& g, const AvgOptions&
 template <class T>
 void avg_pool_backward(const T* grad_y, T* grad_x, const PoolGeometry& g, const AvgOptions& opt,
                        int threads);
+
+/// Reductions over bins (global, adaptive, pyramid, strip, LP, GeM): writes every
+/// level's y (and, for max, indices where given).
+template <class T>
+void bin_forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+                 const BinLevel<T>* levels, int n_levels, int threads);
+
+/// grad_x of a bin reduction from every level's grad_y. x may be null for avg and
+/// for max with given indices. For GeM, grad_p (nullable) receives dL/dp per
+/// channel, summed over the batch. Returns -1, or (max with given indices) the
+/// flat position in level 0's array of the first index outside the plane.
+template <class T>
+index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+                     const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads);
 
 }  // namespace fastpool

@@ -8,6 +8,7 @@
 #include "kernels/small_plane-inl.hpp"
 #include "kernels/max_pool-inl.hpp"
 #include "kernels/avg_pool-inl.hpp"
+#include "kernels/bins-inl.hpp"
 
 template <class T>
 PoolKernels<T> make_kernels() {
@@ -16,6 +17,8 @@ PoolKernels<T> make_kernels() {
   k.max_backward = &max_pool_backward_impl<T>;
   k.avg_forward = &avg_pool_forward_impl<T>;
   k.avg_backward = &avg_pool_backward_impl<T>;
+  k.bin_forward = &bin_forward_impl<T>;
+  k.bin_backward = &bin_backward_impl<T>;
   return k;
 }
 

@@ -64,6 +64,29 @@ struct Vec<float> {
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
   static void stream(float* p, Vec a) { _mm256_storeu_ps(p, a.v); }
+
+  // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<float>.
+  static Vec sub(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
+  // minps(a, b) is a < b ? a : b (b on NaN or equal zeros); maxps likewise.
+  static Vec min(Vec a, Vec b) { return {_mm256_min_ps(a.v, b.v)}; }
+  static Vec max(Vec a, Vec b) { return {_mm256_max_ps(a.v, b.v)}; }
+  static Vec abs(Vec a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+  static Vec neg(Vec a) { return {_mm256_xor_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+  static M lt(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
+  static M le(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ); }
+  static M gt(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ); }
+  static M is_nan(Vec a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
+  static M m_and(M a, M b) { return _mm256_and_ps(a, b); }
+  static M m_or(M a, M b) { return _mm256_or_ps(a, b); }
+  static M m_not(M a) { return _mm256_xor_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(-1))); }
+  static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
+  template <int S>
+  static Vec shl(Vec a) { return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(a.v), S))}; }
+  template <int S>
+  static Vec shr(Vec a) { return {_mm256_castsi256_ps(_mm256_srli_epi32(_mm256_castps_si256(a.v), S))}; }
+  static Vec band(Vec a, Vec b) { return {_mm256_and_ps(a.v, b.v)}; }
+  static Vec bor(Vec a, Vec b) { return {_mm256_or_ps(a.v, b.v)}; }
+  static Vec from_bits(std::uint32_t u) { return {_mm256_castsi256_ps(_mm256_set1_epi32(int(u)))}; }
 };
 
 template <>
@@ -115,4 +138,26 @@ struct Vec<double> {
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_pd(b.v, a.v, m)}; }
   static void stream(double* p, Vec a) { _mm256_storeu_pd(p, a.v); }
+
+  // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<double>.
+  static Vec sub(Vec a, Vec b) { return {_mm256_sub_pd(a.v, b.v)}; }
+  static Vec min(Vec a, Vec b) { return {_mm256_min_pd(a.v, b.v)}; }
+  static Vec max(Vec a, Vec b) { return {_mm256_max_pd(a.v, b.v)}; }
+  static Vec abs(Vec a) { return {_mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v)}; }
+  static Vec neg(Vec a) { return {_mm256_xor_pd(_mm256_set1_pd(-0.0), a.v)}; }
+  static M lt(Vec a, Vec b) { return _mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ); }
+  static M le(Vec a, Vec b) { return _mm256_cmp_pd(a.v, b.v, _CMP_LE_OQ); }
+  static M gt(Vec a, Vec b) { return _mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ); }
+  static M is_nan(Vec a) { return _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q); }
+  static M m_and(M a, M b) { return _mm256_and_pd(a, b); }
+  static M m_or(M a, M b) { return _mm256_or_pd(a, b); }
+  static M m_not(M a) { return _mm256_xor_pd(a, _mm256_castsi256_pd(_mm256_set1_epi32(-1))); }
+  static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
+  template <int S>
+  static Vec shl(Vec a) { return {_mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(a.v), S))}; }
+  template <int S>
+  static Vec shr(Vec a) { return {_mm256_castsi256_pd(_mm256_srli_epi64(_mm256_castpd_si256(a.v), S))}; }
+  static Vec band(Vec a, Vec b) { return {_mm256_and_pd(a.v, b.v)}; }
+  static Vec bor(Vec a, Vec b) { return {_mm256_or_pd(a.v, b.v)}; }
+  static Vec from_bits(std::uint64_t u) { return {_mm256_castsi256_pd(_mm256_set1_epi64x((long long)u))}; }
 };

@@ -71,6 +71,32 @@ struct Vec<float> {
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
   static void stream(float* p, Vec a) { _mm512_storeu_ps(p, a.v); }
+
+  // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<float>.
+  static Vec sub(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
+  // vminps(a, b) is a < b ? a : b (b on NaN or equal zeros); vmaxps likewise.
+  // Zero-masked forms with a full mask: the plain intrinsics start from
+  // _mm512_undefined, which GCC 12 reports as uninitialized once inlined deep enough.
+  static Vec min(Vec a, Vec b) { return {_mm512_maskz_min_ps(__mmask16(0xffff), a.v, b.v)}; }
+  static Vec max(Vec a, Vec b) { return {_mm512_maskz_max_ps(__mmask16(0xffff), a.v, b.v)}; }
+  static Vec abs(Vec a) { return {_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(0x7fffffff)))}; }
+  static Vec neg(Vec a) { return {_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(int(0x80000000u))))}; }
+  static M lt(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
+  static M le(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ); }
+  static M gt(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
+  static M is_nan(Vec a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
+  static M m_and(M a, M b) { return M(a & b); }
+  static M m_or(M a, M b) { return M(a | b); }
+  static M m_not(M a) { return M(~a); }
+  static bool any(M m) { return m != 0; }
+  // Zero-masked shifts for the same GCC 12 reason as min/max.
+  template <int S>
+  static Vec shl(Vec a) { return {_mm512_castsi512_ps(_mm512_maskz_slli_epi32(__mmask16(0xffff), _mm512_castps_si512(a.v), S))}; }
+  template <int S>
+  static Vec shr(Vec a) { return {_mm512_castsi512_ps(_mm512_maskz_srli_epi32(__mmask16(0xffff), _mm512_castps_si512(a.v), S))}; }
+  static Vec band(Vec a, Vec b) { return {_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a.v), _mm512_castps_si512(b.v)))}; }
+  static Vec bor(Vec a, Vec b) { return {_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a.v), _mm512_castps_si512(b.v)))}; }
+  static Vec from_bits(std::uint32_t u) { return {_mm512_castsi512_ps(_mm512_set1_epi32(int(u)))}; }
 };
 
 template <>
@@ -132,4 +158,26 @@ struct Vec<double> {
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm512_mask_blend_pd(m, b.v, a.v)}; }
   static void stream(double* p, Vec a) { _mm512_storeu_pd(p, a.v); }
+
+  // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<double>.
+  static Vec sub(Vec a, Vec b) { return {_mm512_sub_pd(a.v, b.v)}; }
+  static Vec min(Vec a, Vec b) { return {_mm512_maskz_min_pd(__mmask8(0xff), a.v, b.v)}; }
+  static Vec max(Vec a, Vec b) { return {_mm512_maskz_max_pd(__mmask8(0xff), a.v, b.v)}; }
+  static Vec abs(Vec a) { return {_mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a.v), _mm512_set1_epi64(0x7fffffffffffffffLL)))}; }
+  static Vec neg(Vec a) { return {_mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(a.v), _mm512_set1_epi64((long long)0x8000000000000000ULL)))}; }
+  static M lt(Vec a, Vec b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ); }
+  static M le(Vec a, Vec b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_LE_OQ); }
+  static M gt(Vec a, Vec b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ); }
+  static M is_nan(Vec a) { return _mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q); }
+  static M m_and(M a, M b) { return M(a & b); }
+  static M m_or(M a, M b) { return M(a | b); }
+  static M m_not(M a) { return M(~a); }
+  static bool any(M m) { return m != 0; }
+  template <int S>
+  static Vec shl(Vec a) { return {_mm512_castsi512_pd(_mm512_maskz_slli_epi64(__mmask8(0xff), _mm512_castpd_si512(a.v), S))}; }
+  template <int S>
+  static Vec shr(Vec a) { return {_mm512_castsi512_pd(_mm512_maskz_srli_epi64(__mmask8(0xff), _mm512_castpd_si512(a.v), S))}; }
+  static Vec band(Vec a, Vec b) { return {_mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a.v), _mm512_castpd_si512(b.v)))}; }
+  static Vec bor(Vec a, Vec b) { return {_mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(a.v), _mm512_castpd_si512(b.v)))}; }
+  static Vec from_bits(std::uint64_t u) { return {_mm512_castsi512_pd(_mm512_set1_epi64((long long)u))}; }
 };

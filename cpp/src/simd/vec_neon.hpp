@@ -55,6 +55,29 @@ struct Vec<float> {
   static Vec max_nan(Vec acc, Vec v) { return select(gt_or_nan(v, acc), v, acc); }
   static Vec select(M m, Vec a, Vec b) { return {vbslq_f32(m, a.v, b.v)}; }
   static void stream(float* p, Vec a) { vst1q_f32(p, a.v); }
+
+  // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<float>.
+  static Vec sub(Vec a, Vec b) { return {vsubq_f32(a.v, b.v)}; }
+  // vminq/vmaxq propagate NaN and order zeros: compare + select gives the ternaries.
+  static Vec min(Vec a, Vec b) { return select(vcltq_f32(a.v, b.v), a, b); }
+  static Vec max(Vec a, Vec b) { return select(vcgtq_f32(a.v, b.v), a, b); }
+  static Vec abs(Vec a) { return {vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(a.v), vdupq_n_u32(0x80000000u)))}; }
+  static Vec neg(Vec a) { return {vreinterpretq_f32_u32(veorq_u32(vreinterpretq_u32_f32(a.v), vdupq_n_u32(0x80000000u)))}; }
+  static M lt(Vec a, Vec b) { return vcltq_f32(a.v, b.v); }
+  static M le(Vec a, Vec b) { return vcleq_f32(a.v, b.v); }
+  static M gt(Vec a, Vec b) { return vcgtq_f32(a.v, b.v); }
+  static M is_nan(Vec a) { return vmvnq_u32(vceqq_f32(a.v, a.v)); }
+  static M m_and(M a, M b) { return vandq_u32(a, b); }
+  static M m_or(M a, M b) { return vorrq_u32(a, b); }
+  static M m_not(M a) { return vmvnq_u32(a); }
+  static bool any(M m) { return vmaxvq_u32(m) != 0; }
+  template <int S>
+  static Vec shl(Vec a) { return {vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(a.v), S))}; }
+  template <int S>
+  static Vec shr(Vec a) { return {vreinterpretq_f32_u32(vshrq_n_u32(vreinterpretq_u32_f32(a.v), S))}; }
+  static Vec band(Vec a, Vec b) { return {vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(a.v), vreinterpretq_u32_f32(b.v)))}; }
+  static Vec bor(Vec a, Vec b) { return {vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(a.v), vreinterpretq_u32_f32(b.v)))}; }
+  static Vec from_bits(std::uint32_t u) { return {vreinterpretq_f32_u32(vdupq_n_u32(u))}; }
 };
 
 template <>
@@ -106,4 +129,28 @@ struct Vec<double> {
   static Vec max_nan(Vec acc, Vec v) { return select(gt_or_nan(v, acc), v, acc); }
   static Vec select(M m, Vec a, Vec b) { return {vbslq_f64(m, a.v, b.v)}; }
   static void stream(double* p, Vec a) { vst1q_f64(p, a.v); }
+
+  // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<double>.
+  static uint64x2_t u64(float64x2_t a) { return vreinterpretq_u64_f64(a); }
+  static float64x2_t f64(uint64x2_t a) { return vreinterpretq_f64_u64(a); }
+  static Vec sub(Vec a, Vec b) { return {vsubq_f64(a.v, b.v)}; }
+  static Vec min(Vec a, Vec b) { return select(vcltq_f64(a.v, b.v), a, b); }
+  static Vec max(Vec a, Vec b) { return select(vcgtq_f64(a.v, b.v), a, b); }
+  static Vec abs(Vec a) { return {f64(vbicq_u64(u64(a.v), vdupq_n_u64(0x8000000000000000ULL)))}; }
+  static Vec neg(Vec a) { return {f64(veorq_u64(u64(a.v), vdupq_n_u64(0x8000000000000000ULL)))}; }
+  static M lt(Vec a, Vec b) { return vcltq_f64(a.v, b.v); }
+  static M le(Vec a, Vec b) { return vcleq_f64(a.v, b.v); }
+  static M gt(Vec a, Vec b) { return vcgtq_f64(a.v, b.v); }
+  static M is_nan(Vec a) { return m_not(vceqq_f64(a.v, a.v)); }
+  static M m_and(M a, M b) { return vandq_u64(a, b); }
+  static M m_or(M a, M b) { return vorrq_u64(a, b); }
+  static M m_not(M a) { return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(a))); }
+  static bool any(M m) { return vmaxvq_u32(vreinterpretq_u32_u64(m)) != 0; }
+  template <int S>
+  static Vec shl(Vec a) { return {f64(vshlq_n_u64(u64(a.v), S))}; }
+  template <int S>
+  static Vec shr(Vec a) { return {f64(vshrq_n_u64(u64(a.v), S))}; }
+  static Vec band(Vec a, Vec b) { return {f64(vandq_u64(u64(a.v), u64(b.v)))}; }
+  static Vec bor(Vec a, Vec b) { return {f64(vorrq_u64(u64(a.v), u64(b.v)))}; }
+  static Vec from_bits(std::uint64_t u) { return {f64(vdupq_n_u64(u))}; }
 };

@@ -1,0 +1,718 @@
+// Reductions over explicit bins: global, adaptive, spatial pyramid and strip
+// pooling (max, avg) and the power means (LP, GeM), forward and backward, written
+// once over a vector type.
+//
+// A work unit is one vector of lanes: channels_last lanes are channels of one
+// sample; channels_first lanes are consecutive (n, c) planes, whose pixels are read
+// through a pixel-major copy (a transposition), so both layouts run the same loops.
+// Each output is reduced row by row (a pass over each bin's columns, folded in row
+// order), so every path combines the taps in the same order and results are bitwise
+// identical across SIMD paths, thread counts and layouts.
+// Included inside an ISA namespace after common-inl.hpp.
+
+namespace bins {
+
+// A channels_first plane group whose pixel-major copy fits this is copied whole
+// once; larger planes are copied one row at a time.
+constexpr std::size_t kPlaneCopyBytes = std::size_t(256) << 10;
+
+// The lanes of one work unit and where they live in x (and in grad_x, same layout).
+// Element (lane l, pixel q) is at base + l*lane_stride + q*pixel_stride.
+template <class T>
+struct Unit {
+  using V = Vec<T>;
+  index_t plane0;  // (n*C + c) of lane 0; lane l is plane0 + l
+  index_t lanes;
+  index_t base, lane_stride, pixel_stride;
+
+  static Unit make(const BinProblem& pb, index_t u) {
+    Unit t;
+    const index_t P = pb.plane(), C = pb.channels;
+    if (pb.channels_last) {
+      const index_t blocks = (C + V::N - 1) / V::N;
+      const index_t n = u / blocks, c0 = (u % blocks) * V::N;
+      t.plane0 = n * C + c0;
+      t.lanes = imin(V::N, C - c0);
+      t.base = n * P * C + c0;
+      t.lane_stride = 1;
+      t.pixel_stride = C;
+    } else {
+      t.plane0 = u * V::N;
+      t.lanes = imin(V::N, pb.batch * C - t.plane0);
+      t.base = t.plane0 * P;
+      t.lane_stride = P;
+      t.pixel_stride = 1;
+    }
+    return t;
+  }
+  static index_t count(const BinProblem& pb) {
+    if (pb.channels_last) return pb.batch * ((pb.channels + V::N - 1) / V::N);
+    return (pb.batch * pb.channels + V::N - 1) / V::N;
+  }
+  // In place: channels_last with every lane present.
+  bool direct() const { return lane_stride == 1 && lanes == V::N; }
+
+  V load_pixel(const T* a, index_t q) const {
+    const T* p = a + base + q * pixel_stride;
+    if (lane_stride == 1) return lanes == V::N ? V::load(p) : V::load_n(p, lanes);
+    return V::load_strided_n(p, lane_stride, lanes);
+  }
+  void store_pixel(T* a, index_t q, V v) const {
+    T* p = a + base + q * pixel_stride;
+    if (lane_stride == 1) {
+      if (lanes == V::N) V::store(p, v); else V::store_n(p, v, lanes);
+      return;
+    }
+    alignas(64) T t[V::N];
+    V::store(t, v);
+    for (index_t l = 0; l < lanes; ++l) p[l * lane_stride] = t[l];
+  }
+  // Zeroes this unit's elements of a grad_x.
+  void zero(T* a, index_t P) const {
+    if (lane_stride != 1) {
+      std::memset(a + base, 0, sizeof(T) * std::size_t(lanes * P));
+      return;
+    }
+    for (index_t q = 0; q < P; ++q) std::memset(a + base + q * pixel_stride, 0, sizeof(T) * std::size_t(lanes));
+  }
+};
+
+// Pixel-major rows of one unit: row r's pixel w at get(r) + w*ps(). Reads x in
+// place (channels_last, full vector), from a copy of the whole plane group, or from
+// a one-row copy refreshed on demand.
+template <class T>
+class Rows {
+ public:
+  using V = Vec<T>;
+  Rows(const T* x, const Unit<T>& u, index_t rows, index_t width, T* copy, bool whole)
+      : x_(x), u_(u), rows_(rows), w_(width), copy_(copy), whole_(whole) {
+    if (u.direct()) return;
+    if (whole_)
+      for (index_t r = 0; r < rows_; ++r) fill(r, copy_ + r * w_ * V::N);
+  }
+  index_t ps() const { return u_.direct() ? u_.pixel_stride : V::N; }
+  const T* get(index_t r) {
+    if (u_.direct()) return x_ + u_.base + r * w_ * u_.pixel_stride;
+    if (whole_) return copy_ + r * w_ * V::N;
+    if (r != cur_) {
+      fill(r, copy_);
+      cur_ = r;
+    }
+    return copy_;
+  }
+
+ private:
+  void fill(index_t r, T* dst) const {
+    for (index_t w = 0; w < w_; ++w) V::store(dst + w * V::N, u_.load_pixel(x_, r * w_ + w));
+  }
+  const T* x_;
+  const Unit<T>& u_;
+  index_t rows_, w_;
+  T* copy_;
+  bool whole_;
+  index_t cur_ = -1;
+};
+
+// Read-modify-write pixel-major gradient rows of one unit, over a grad_x the unit
+// has zeroed: in place, a whole-plane copy written back by flush(), or one row at a
+// time written back when another row is asked for.
+template <class T>
+class GradRows {
+ public:
+  using V = Vec<T>;
+  GradRows(T* gx, const Unit<T>& u, index_t rows, index_t width, T* copy, bool whole)
+      : gx_(gx), u_(u), rows_(rows), w_(width), copy_(copy), whole_(whole) {
+    if (u.direct()) return;
+    if (whole_) std::memset(copy_, 0, sizeof(T) * std::size_t(rows_ * w_ * V::N));
+  }
+  index_t ps() const { return u_.direct() ? u_.pixel_stride : V::N; }
+  T* get(index_t r) {
+    if (u_.direct()) return gx_ + u_.base + r * w_ * u_.pixel_stride;
+    if (whole_) return copy_ + r * w_ * V::N;
+    if (r != cur_) {
+      write_back();
+      for (index_t w = 0; w < w_; ++w) V::store(copy_ + w * V::N, u_.load_pixel(gx_, r * w_ + w));
+      cur_ = r;
+    }
+    return copy_;
+  }
+  void flush() {
+    if (u_.direct()) return;
+    if (!whole_) {
+      write_back();
+      return;
+    }
+    for (index_t q = 0; q < rows_ * w_; ++q) u_.store_pixel(gx_, q, V::load(copy_ + q * V::N));
+  }
+
+ private:
+  void write_back() {
+    if (cur_ < 0) return;
+    for (index_t w = 0; w < w_; ++w) u_.store_pixel(gx_, cur_ * w_ + w, V::load(copy_ + w * V::N));
+  }
+  T* gx_;
+  const Unit<T>& u_;
+  index_t rows_, w_;
+  T* copy_;
+  bool whole_;
+  index_t cur_ = -1;
+};
+
+// Input rows (flattened d*H + h) of output row (od, oh), in row-major order.
+inline index_t bin_rows(const BinAxis* ax, index_t H, index_t od, index_t oh, index_t* rows) {
+  index_t n = 0;
+  for (index_t a = 0; a < ax[0].count[od]; ++a) {
+    const index_t d = ax[0].first[od] + a * ax[0].step;
+    for (index_t b = 0; b < ax[1].count[oh]; ++b) rows[n++] = d * H + ax[1].first[oh] + b * ax[1].step;
+  }
+  return n;
+}
+
+// Per-lane offsets of output element (od, oh, ow) = off[l] + bin offset.
+template <class T>
+struct LaneOffsets {
+  index_t off[16];
+  bool contiguous;  // lanes adjacent in the output: one vector store
+
+  LaneOffsets(const BinProblem& pb, const Unit<T>& u, const BinLevel<T>& lv) {
+    for (index_t l = 0; l < u.lanes; ++l) {
+      const index_t plane = u.plane0 + l;
+      off[l] = (plane / pb.channels) * lv.stride_n + (plane % pb.channels) * lv.stride_c;
+    }
+    contiguous = lv.stride_c == 1 && (u.lanes == 1 || off[u.lanes - 1] == off[0] + u.lanes - 1);
+  }
+};
+
+template <class T>
+inline void put(T* y, const LaneOffsets<T>& lo, const Unit<T>& u, index_t at, Vec<T> v) {
+  using V = Vec<T>;
+  if (lo.contiguous) {
+    if (u.lanes == V::N) V::store(y + lo.off[0] + at, v); else V::store_n(y + lo.off[0] + at, v, u.lanes);
+    return;
+  }
+  alignas(64) T t[V::N];
+  V::store(t, v);
+  for (index_t l = 0; l < u.lanes; ++l) y[lo.off[l] + at] = t[l];
+}
+
+template <class T>
+inline Vec<T> fetch(const T* y, const LaneOffsets<T>& lo, const Unit<T>& u, index_t at) {
+  using V = Vec<T>;
+  if (lo.contiguous) return u.lanes == V::N ? V::load(y + lo.off[0] + at) : V::load_n(y + lo.off[0] + at, u.lanes);
+  alignas(64) T t[V::N] = {};
+  for (index_t l = 0; l < u.lanes; ++l) t[l] = y[lo.off[l] + at];
+  return V::load(t);
+}
+
+inline index_t level_offset(const index_t* stride, index_t od, index_t oh, index_t ow) {
+  return od * stride[0] + oh * stride[1] + ow * stride[2];
+}
+
+// ------------------------------------------------------------------ max
+
+// Maximum of each bin of output row (od, oh), per lane, with (when kIdx) the bin row
+// k and column j where it is: val/rk/cj hold out_w vectors.
+template <class T, bool kIdx>
+void max_row_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, T* val, T* rk, T* cj) {
+  using V = Vec<T>;
+  const index_t ps = src.ps(), step = aw.step * ps;
+  for (index_t k = 0; k < nr; ++k) {
+    const T* row = src.get(rows[k]);
+    const V kv = V::set1(T(k));
+    for (index_t ow = 0; ow < aw.out; ++ow) {
+      const T* p = row + aw.first[ow] * ps;
+      V best = V::load(p), bj = V::zero();
+      for (index_t j = 1; j < aw.count[ow]; ++j) {
+        const V v = V::load(p + j * step);
+        if (kIdx) {
+          const auto m = V::gt_or_nan(v, best);
+          best = V::select(m, v, best);
+          bj = V::select(m, V::set1(T(j)), bj);
+        } else {
+          best = V::max_nan(best, v);
+        }
+      }
+      T* vo = val + ow * V::N;
+      if (k == 0) {
+        V::store(vo, best);
+        if (kIdx) {
+          V::store(rk + ow * V::N, V::zero());
+          V::store(cj + ow * V::N, bj);
+        }
+      } else if (kIdx) {
+        const V acc = V::load(vo);
+        const auto m = V::gt_or_nan(best, acc);
+        V::store(vo, V::select(m, best, acc));
+        V::store(rk + ow * V::N, V::select(m, kv, V::load(rk + ow * V::N)));
+        V::store(cj + ow * V::N, V::select(m, bj, V::load(cj + ow * V::N)));
+      } else {
+        V::store(vo, V::max_nan(V::load(vo), best));
+      }
+    }
+  }
+}
+
+// Flat plane positions of each lane's argmax from (bin row, column) pairs.
+template <class T>
+inline void argmax_positions(const T* rk, const T* cj, const index_t* rows, const BinAxis& aw, index_t ow,
+                             index_t W, index_t lanes, index_t* pos) {
+  for (index_t l = 0; l < lanes; ++l)
+    pos[l] = rows[index_t(rk[l])] * W + aw.first[ow] + index_t(cj[l]) * aw.step;
+}
+
+// ------------------------------------------------------------------ sums
+
+// Sum over each bin of output row (od, oh) of f(x, ow), per lane, into acc.
+template <class T, class F>
+void sum_row_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, T* acc, F&& f) {
+  using V = Vec<T>;
+  const index_t ps = src.ps(), step = aw.step * ps;
+  for (index_t k = 0; k < nr; ++k) {
+    const T* row = src.get(rows[k]);
+    for (index_t ow = 0; ow < aw.out; ++ow) {
+      const T* p = row + aw.first[ow] * ps;
+      V s = f(V::load(p), ow);
+      for (index_t j = 1; j < aw.count[ow]; ++j) s = V::add(s, f(V::load(p + j * step), ow));
+      T* a = acc + ow * V::N;
+      V::store(a, k == 0 ? s : V::add(V::load(a), s));
+    }
+  }
+}
+
+// Maximum over each bin of f(x) (NaN propagates), per lane, into acc.
+template <class T, class F>
+void max_of_row_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, T* acc, F&& f) {
+  using V = Vec<T>;
+  const index_t ps = src.ps(), step = aw.step * ps;
+  for (index_t k = 0; k < nr; ++k) {
+    const T* row = src.get(rows[k]);
+    for (index_t ow = 0; ow < aw.out; ++ow) {
+      const T* p = row + aw.first[ow] * ps;
+      V m = f(V::load(p));
+      for (index_t j = 1; j < aw.count[ow]; ++j) m = V::max_nan(m, f(V::load(p + j * step)));
+      T* a = acc + ow * V::N;
+      V::store(a, k == 0 ? m : V::max_nan(V::load(a), m));
+    }
+  }
+}
+
+// ------------------------------------------------------------------ power means
+
+// x^p for x >= 0: multiplications for p = 1..4, exp/log otherwise; and x^(p-1),
+// the derivative's factor.
+enum class PowKind : int { one = 1, two = 2, three = 3, four = 4, general = 0 };
+
+inline PowKind pow_kind_of(double p, bool per_channel) {
+  if (per_channel) return PowKind::general;
+  if (p == 1) return PowKind::one;
+  if (p == 2) return PowKind::two;
+  if (p == 3) return PowKind::three;
+  if (p == 4) return PowKind::four;
+  return PowKind::general;
+}
+
+template <class V, int K>
+inline V pow_p(V r, V p) {
+  if (K == 1) return r;
+  if (K == 2) return V::mul(r, r);
+  if (K == 3) return V::mul(V::mul(r, r), r);
+  if (K == 4) {
+    const V r2 = V::mul(r, r);
+    return V::mul(r2, r2);
+  }
+  return vpow(r, p);
+}
+
+template <class V, int K>
+inline V pow_p_minus_1(V r, V pm1) {
+  if (K == 1) return V::set1(typename V::value_type(1));
+  if (K == 2) return r;
+  if (K == 3) return V::mul(r, r);
+  if (K == 4) return V::mul(V::mul(r, r), r);
+  return vexp(V::mul(pm1, vlog(r)));
+}
+
+template <class F>
+inline void with_pow_kind(PowKind k, F&& f) {
+  switch (k) {
+    case PowKind::one: f(Int<1>()); break;
+    case PowKind::two: f(Int<2>()); break;
+    case PowKind::three: f(Int<3>()); break;
+    case PowKind::four: f(Int<4>()); break;
+    default: f(Int<0>()); break;
+  }
+}
+
+// Per-lane exponent vectors of a unit.
+template <class T>
+struct Exponent {
+  using V = Vec<T>;
+  V p, inv_p, pm1;
+  Exponent(const BinProblem& pb, const Unit<T>& u, const PowerParams<T>& pp) {
+    alignas(64) T t[V::N];
+    for (index_t l = 0; l < V::N; ++l)
+      t[l] = pp.p_channel ? pp.p_channel[(u.plane0 + imin(l, u.lanes - 1)) % pb.channels] : pp.p;
+    p = V::load(t);
+    inv_p = V::div(V::set1(T(1)), p);
+    pm1 = V::sub(p, V::set1(T(1)));
+  }
+};
+
+// The clamped or absolute value a power mean raises to p.
+template <class T>
+struct Magnitude {
+  using V = Vec<T>;
+  bool gem;
+  V eps;
+  V operator()(V x) const {
+    if (gem) return V::select(V::lt(x, eps), eps, x);  // max(x, eps), NaN kept
+    return V::abs(x);
+  }
+};
+
+// y = m * (S / D)^(1/p) with the guards of the scaled form: m = 0 gives 0 (all taps
+// zero), m = inf gives inf.
+template <class T>
+inline Vec<T> power_result(Vec<T> m, Vec<T> s_over_d, Vec<T> inv_p, bool scaled) {
+  using V = Vec<T>;
+  if (!scaled) return vpow(s_over_d, inv_p);
+  const V y = V::mul(m, vpow(s_over_d, inv_p));
+  const V inf = V::set1(T(__builtin_inf()));
+  return V::select(V::eq(m, V::zero()), V::zero(), V::select(V::eq(m, inf), inf, y));
+}
+
+// ------------------------------------------------------------------ drivers
+
+template <class T>
+struct Setup {
+  index_t H, W, rows, P;
+  index_t max_out_w = 1, max_rows = 1, max_bins = 1;
+  bool whole;
+
+  Setup(const BinProblem& pb, const BinLevel<T>* lv, int nl) {
+    H = pb.in[1];
+    W = pb.in[2];
+    rows = pb.in[0] * pb.in[1];
+    P = pb.plane();
+    for (int l = 0; l < nl; ++l) {
+      max_out_w = imax(max_out_w, lv[l].axis[2].out);
+      max_bins = imax(max_bins, lv[l].bins());
+      index_t cd = 0, ch = 0;
+      for (index_t o = 0; o < lv[l].axis[0].out; ++o) cd = imax(cd, lv[l].axis[0].count[o]);
+      for (index_t o = 0; o < lv[l].axis[1].out; ++o) ch = imax(ch, lv[l].axis[1].count[o]);
+      max_rows = imax(max_rows, cd * ch);
+    }
+    whole = std::size_t(P) * Vec<T>::N * sizeof(T) <= kPlaneCopyBytes;
+  }
+  index_t copy_elems() const { return (whole ? P : W) * Vec<T>::N; }
+  std::size_t scratch_bytes(int arrays) const {
+    return Scratch::bytes<T>(copy_elems()) * 2 + Scratch::bytes<index_t>(max_rows) +
+           Scratch::bytes<T>(max_out_w * Vec<T>::N) * std::size_t(arrays) + 64;
+  }
+};
+
+template <class T>
+void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp, const BinLevel<T>* levels,
+             int n_levels, int threads) {
+  using V = Vec<T>;
+  const Setup<T> su(pb, levels, n_levels);
+  const index_t n_units = Unit<T>::count(pb);
+  const PowKind kind = pow_kind_of(double(pp.p), pp.p_channel != nullptr);
+  int ok = 1;
+  parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
+    Scratch mem(su.scratch_bytes(3));
+    if (!mem.ok()) return report_failure(ok);
+    T* copy = mem.take<T>(su.copy_elems());
+    index_t* rows = mem.take<index_t>(su.max_rows);
+    T* a0 = mem.take<T>(su.max_out_w * V::N);
+    T* a1 = mem.take<T>(su.max_out_w * V::N);
+    T* a2 = mem.take<T>(su.max_out_w * V::N);
+    for (index_t ui = u0; ui < u1; ++ui) {
+      const Unit<T> u = Unit<T>::make(pb, ui);
+      Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+      for (int l = 0; l < n_levels; ++l) {
+        const BinLevel<T>& lv = levels[l];
+        const BinAxis& aw = lv.axis[2];
+        const LaneOffsets<T> lo(pb, u, lv);
+        for (index_t od = 0; od < lv.axis[0].out; ++od)
+          for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
+            const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
+            const index_t at0 = level_offset(lv.stride, od, oh, 0);
+            const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
+            if (op == BinReduce::max) {
+              if (lv.indices) {
+                max_row_bins<T, true>(src, aw, rows, nr, a0, a1, a2);
+                for (index_t ow = 0; ow < aw.out; ++ow) {
+                  index_t pos[16];
+                  argmax_positions(a1 + ow * V::N, a2 + ow * V::N, rows, aw, ow, su.W, u.lanes, pos);
+                  for (index_t i = 0; i < u.lanes; ++i) lv.indices[lo.off[i] + at0 + ow * lv.stride[2]] = pos[i];
+                }
+              } else {
+                max_row_bins<T, false>(src, aw, rows, nr, a0, a1, a2);
+              }
+              for (index_t ow = 0; ow < aw.out; ++ow) put(lv.y, lo, u, at0 + ow * lv.stride[2], V::load(a0 + ow * V::N));
+            } else if (op == BinReduce::avg) {
+              sum_row_bins(src, aw, rows, nr, a0, [](V v, index_t) { return v; });
+              for (index_t ow = 0; ow < aw.out; ++ow)
+                put(lv.y, lo, u, at0 + ow * lv.stride[2],
+                    V::div(V::load(a0 + ow * V::N), V::set1(T(dd * aw.divisor[ow]))));
+            } else {
+              const bool gem = op == BinReduce::gem;
+              const Magnitude<T> mag{gem, V::set1(pp.eps)};
+              const Exponent<T> e(pb, u, pp);
+              with_pow_kind(kind, [&](auto K) {
+                constexpr int k = decltype(K)::value;
+                const bool scaled = k != 1;
+                if (scaled) max_of_row_bins(src, aw, rows, nr, a1, mag);
+                sum_row_bins(src, aw, rows, nr, a0, [&](V v, index_t ow) {
+                  const V t = mag(v);
+                  return pow_p<V, k>(scaled ? V::div(t, V::load(a1 + ow * V::N)) : t, e.p);
+                });
+                for (index_t ow = 0; ow < aw.out; ++ow) {
+                  V s = V::load(a0 + ow * V::N);
+                  if (gem) s = V::div(s, V::set1(T(dd * aw.divisor[ow])));
+                  const V y = k == 1 ? s : power_result(V::load(a1 + ow * V::N), s, e.inv_p, scaled);
+                  put(lv.y, lo, u, at0 + ow * lv.stride[2], y);
+                }
+              });
+            }
+          }
+      }
+    }
+  });
+  if (!ok) throw std::bad_alloc();
+}
+
+// Bins of an axis that contain each input position, as a range [lo, hi)
+// (adaptive bins: starts and ends are non-decreasing).
+inline void covering_bins(const BinAxis& a, index_t* lo, index_t* hi) {
+  index_t b = 0, e = 0;
+  for (index_t x = 0; x < a.in; ++x) {
+    while (b < a.out && a.first[b] + a.count[b] <= x) ++b;
+    if (e < b) e = b;
+    while (e < a.out && a.first[e] <= x) ++e;
+    lo[x] = b;
+    hi[x] = e;
+  }
+}
+
+template <class T>
+index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp, const BinLevel<T>* levels,
+                 int n_levels, T* gx, T* gp, int threads) {
+  using V = Vec<T>;
+  const Setup<T> su(pb, levels, n_levels);
+  const index_t n_units = Unit<T>::count(pb);
+  const PowKind kind = pow_kind_of(double(pp.p), pp.p_channel != nullptr);
+  int ok = 1;
+  index_t bad = -1;
+  // avg: the gather form needs, per level and axis, the bins covering each position.
+  const bool avg = op == BinReduce::avg;
+  std::size_t cover_bytes = Scratch::bytes<index_t*>(index_t(n_levels) * 6);
+  for (int i = 0; i < 3; ++i) cover_bytes += std::size_t(n_levels) * 2 * Scratch::bytes<index_t>(pb.in[i]);
+  Scratch cover(avg ? cover_bytes : 0);
+  if (!cover.ok()) throw std::bad_alloc();
+  index_t** range = avg ? cover.take<index_t*>(index_t(n_levels) * 6) : nullptr;  // [level][axis][lo, hi]
+  if (avg)
+    for (int l = 0; l < n_levels; ++l)
+      for (int i = 0; i < 3; ++i) {
+        index_t** r = range + (l * 3 + i) * 2;
+        r[0] = cover.take<index_t>(pb.in[i]);
+        r[1] = cover.take<index_t>(pb.in[i]);
+        covering_bins(levels[l].axis[i], r[0], r[1]);
+      }
+  index_t max_level_bins = 1;
+  for (int l = 0; l < n_levels; ++l) max_level_bins = imax(max_level_bins, levels[l].bins());
+  parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
+    Scratch mem(su.scratch_bytes(6) + (avg ? (Scratch::bytes<T>(max_level_bins * V::N) + 64) * std::size_t(n_levels) +
+                                                   Scratch::bytes<T*>(n_levels)
+                                             : 0));
+    if (!mem.ok()) return report_failure(ok);
+    T* copy = mem.take<T>(su.copy_elems());
+    T* gcopy = mem.take<T>(su.copy_elems());
+    index_t* rows = mem.take<index_t>(su.max_rows);
+    T* a[6];
+    for (T*& p : a) p = mem.take<T>(su.max_out_w * V::N);
+    T** coef = avg ? mem.take<T*>(n_levels) : nullptr;
+    if (avg)
+      for (int l = 0; l < n_levels; ++l) coef[l] = mem.take<T>(levels[l].bins() * V::N);
+    index_t my_bad = -1;
+    for (index_t ui = u0; ui < u1; ++ui) {
+      const Unit<T> u = Unit<T>::make(pb, ui);
+      if (avg) {
+        // gather form: each gradient element written once.
+        for (int l = 0; l < n_levels; ++l) {
+          const BinLevel<T>& lv = levels[l];
+          const LaneOffsets<T> lo(pb, u, lv);
+          index_t b = 0;
+          for (index_t od = 0; od < lv.axis[0].out; ++od)
+            for (index_t oh = 0; oh < lv.axis[1].out; ++oh)
+              for (index_t ow = 0; ow < lv.axis[2].out; ++ow, ++b) {
+                const T d = T(lv.axis[0].divisor[od] * lv.axis[1].divisor[oh] * lv.axis[2].divisor[ow]);
+                V::store(coef[l] + b * V::N,
+                         V::div(fetch(lv.grad_y, lo, u, level_offset(lv.stride, od, oh, ow)), V::set1(d)));
+              }
+        }
+        for (index_t r = 0; r < su.rows; ++r) {
+          const index_t d = r / su.H, h = r % su.H;
+          for (index_t w = 0; w < su.W; ++w) {
+            V acc = V::zero();
+            bool first = true;
+            for (int l = 0; l < n_levels; ++l) {
+              const BinLevel<T>& lv = levels[l];
+              const index_t OH = lv.axis[1].out, OW = lv.axis[2].out;
+              index_t* const* rg = range + l * 6;
+              for (index_t od = rg[0][d]; od < rg[1][d]; ++od)
+                for (index_t oh = rg[2][h]; oh < rg[3][h]; ++oh)
+                  for (index_t ow = rg[4][w]; ow < rg[5][w]; ++ow) {
+                    const V c = V::load(coef[l] + ((od * OH + oh) * OW + ow) * V::N);
+                    acc = first ? c : V::add(acc, c);
+                    first = false;
+                  }
+            }
+            u.store_pixel(gx, r * su.W + w, acc);
+          }
+        }
+        continue;
+      }
+      u.zero(gx, su.P);
+      if (op == BinReduce::max) {
+        Rows<T> src(x, u, su.rows, su.W, copy, su.whole && x);
+        for (int l = 0; l < n_levels; ++l) {
+          const BinLevel<T>& lv = levels[l];
+          const BinAxis& aw = lv.axis[2];
+          const LaneOffsets<T> lo(pb, u, lv);
+          for (index_t od = 0; od < lv.axis[0].out; ++od)
+            for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
+              const index_t at0 = level_offset(lv.stride, od, oh, 0);
+              index_t nr = 0;
+              if (!lv.given_indices) {
+                nr = bin_rows(lv.axis, su.H, od, oh, rows);
+                max_row_bins<T, true>(src, aw, rows, nr, a[0], a[1], a[2]);
+              }
+              for (index_t ow = 0; ow < aw.out; ++ow) {
+                const index_t at = at0 + ow * lv.stride[2];
+                alignas(64) T g[V::N];
+                V::store(g, fetch(lv.grad_y, lo, u, at));
+                index_t pos[16];
+                if (lv.given_indices) {
+                  for (index_t i = 0; i < u.lanes; ++i) {
+                    pos[i] = lv.given_indices[lo.off[i] + at];
+                    if (pos[i] < 0 || pos[i] >= su.P) {
+                      if (my_bad < 0 || lo.off[i] + at < my_bad) my_bad = lo.off[i] + at;
+                      pos[i] = -1;
+                    }
+                  }
+                } else {
+                  argmax_positions(a[1] + ow * V::N, a[2] + ow * V::N, rows, aw, ow, su.W, u.lanes, pos);
+                }
+                for (index_t i = 0; i < u.lanes; ++i)
+                  if (pos[i] >= 0) gx[u.base + i * u.lane_stride + pos[i] * u.pixel_stride] += g[i];
+              }
+            }
+        }
+        continue;
+      }
+      // LP / GeM: per output row, three passes over its bins (max, sums, gradients).
+      const bool gem = op == BinReduce::gem;
+      const Magnitude<T> mag{gem, V::set1(pp.eps)};
+      const Exponent<T> e(pb, u, pp);
+      Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+      GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
+      V gp_acc = V::zero();
+      with_pow_kind(kind, [&](auto K) {
+        constexpr int k = decltype(K)::value;
+        const bool scaled = k != 1;
+        const V zero = V::zero();
+        for (int l = 0; l < n_levels; ++l) {
+          const BinLevel<T>& lv = levels[l];
+          const BinAxis& aw = lv.axis[2];
+          const LaneOffsets<T> lo(pb, u, lv);
+          T *m = a[0], *s = a[1], *sl = a[2], *yv = a[3], *cf = a[4];
+          for (index_t od = 0; od < lv.axis[0].out; ++od)
+            for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
+              const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
+              const index_t at0 = level_offset(lv.stride, od, oh, 0);
+              const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
+              if (scaled) max_of_row_bins(src, aw, rows, nr, m, mag);
+              auto ratio = [&](V v, index_t ow) {
+                const V t = mag(v);
+                return scaled ? V::div(t, V::load(m + ow * V::N)) : t;
+              };
+              sum_row_bins(src, aw, rows, nr, s, [&](V v, index_t ow) { return pow_p<V, k>(ratio(v, ow), e.p); });
+              if (gem && gp)
+                sum_row_bins(src, aw, rows, nr, sl, [&](V v, index_t ow) {
+                  const V r = ratio(v, ow);
+                  return V::mul(pow_p<V, k>(r, e.p), vlog(r));
+                });
+              for (index_t ow = 0; ow < aw.out; ++ow) {
+                const V dv = V::set1(T(gem ? dd * aw.divisor[ow] : 1));
+                const V sv = V::load(s + ow * V::N);
+                const V mean = V::div(sv, dv);
+                const V y = k == 1 ? mean : power_result(V::load(m + ow * V::N), mean, e.inv_p, scaled);
+                const V g = fetch(lv.grad_y, lo, u, at0 + ow * lv.stride[2]);
+                V::store(yv + ow * V::N, y);
+                // gradient factor g/D, zero where y = 0 (LP: every tap was 0)
+                V::store(cf + ow * V::N, V::select(V::eq(y, zero), zero, V::div(g, dv)));
+                if (gem && gp) {
+                  // dy/dp = y (S_ln / (p S) - ln(S/D) / p^2), S and S_ln relative to the bin max
+                  const V slv = V::load(sl + ow * V::N);
+                  const V t1 = V::div(slv, V::mul(e.p, sv));
+                  const V t2 = V::div(vlog(mean), V::mul(e.p, e.p));
+                  gp_acc = V::add(gp_acc, V::mul(g, V::mul(y, V::sub(t1, t2))));
+                }
+              }
+              const index_t ps = src.ps(), gps = dst.ps();
+              for (index_t kk = 0; kk < nr; ++kk) {
+                const T* row = src.get(rows[kk]);
+                T* grow = dst.get(rows[kk]);
+                for (index_t ow = 0; ow < aw.out; ++ow) {
+                  const V y = V::load(yv + ow * V::N), c = V::load(cf + ow * V::N);
+                  const T* p = row + aw.first[ow] * ps;
+                  T* q = grow + aw.first[ow] * gps;
+                  for (index_t j = 0; j < aw.count[ow]; ++j) {
+                    const V v = V::load(p + j * aw.step * ps);
+                    V f = V::mul(c, pow_p_minus_1<V, k>(V::div(mag(v), y), e.pm1));
+                    if (gem) {
+                      f = V::select(V::gt(v, mag.eps), f, zero);
+                    } else {
+                      f = V::select(V::eq(v, zero), zero, V::select(V::lt(v, zero), V::sub(zero, f), f));
+                    }
+                    T* qj = q + j * aw.step * gps;
+                    V::store(qj, V::add(V::load(qj), f));
+                  }
+                }
+              }
+            }
+        }
+      });
+      dst.flush();
+      if (gem && gp) {
+        alignas(64) T t[V::N];
+        V::store(t, gp_acc);
+        for (index_t i = 0; i < u.lanes; ++i) gp[u.plane0 + i] = t[i];
+      }
+    }
+    if (my_bad >= 0) {
+#ifdef FASTPOOL_HAVE_OPENMP
+#pragma omp critical(fastpool_bins_bad)
+#endif
+      if (bad < 0 || my_bad < bad) bad = my_bad;
+    }
+  });
+  if (!ok) throw std::bad_alloc();
+  return bad;
+}
+
+}  // namespace bins
+
+template <class T>
+void bin_forward_impl(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+                      const BinLevel<T>* levels, int n_levels, int threads) {
+  bins::forward(x, pb, op, pp, levels, n_levels, threads);
+}
+
+template <class T>
+index_t bin_backward_impl(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+                          const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads) {
+  return bins::backward(x, pb, op, pp, levels, n_levels, grad_x, grad_p, threads);
+}
