@@ -16,42 +16,61 @@ namespace bins {
 // once; larger planes are copied one row at a time.
 constexpr std::size_t kPlaneCopyBytes = std::size_t(256) << 10;
 
-// The lanes of one work unit and where they live in x (and in grad_x, same layout).
-// Element (lane l, pixel q) is at base + l*lane_stride + q*pixel_stride.
+// Bytes of accumulators per output row a channels_last unit may use: more channel
+// blocks per unit stream x contiguously, fewer keep the accumulators in L1.
+constexpr index_t kAccBytes = 8192;
+
+// The lanes of one work unit and where they live in x (and in grad_x, same layout):
+// `blocks` vectors of `lanes` lanes; element (block b, lane l, pixel q) is at
+// base + (b*N + l)*lane_stride + q*pixel_stride. channels_last units hold several
+// blocks of whole vectors (or one partial block); channels_first units one block.
 template <class T>
 struct Unit {
   using V = Vec<T>;
-  index_t plane0;  // (n*C + c) of lane 0; lane l is plane0 + l
-  index_t lanes;
+  index_t plane0;  // (n*C + c) of block 0, lane 0; block b lane l is plane0 + b*N + l
+  index_t lanes, blocks;
   index_t base, lane_stride, pixel_stride;
 
-  static Unit make(const BinProblem& pb, index_t u) {
+  // Channel blocks per channels_last unit, for outputs rows of out_w bins.
+  static index_t cl_blocks(const BinProblem& pb, index_t out_w) {
+    const index_t full = pb.channels / V::N;
+    const index_t fit = kAccBytes / (imax(out_w, 1) * V::N * index_t(sizeof(T)));
+    return imax(1, imin(full, fit));
+  }
+  static index_t count(const BinProblem& pb, index_t nb) {
+    if (!pb.channels_last) return (pb.batch * pb.channels + V::N - 1) / V::N;
+    const index_t full = pb.channels / V::N;
+    return pb.batch * ((full + nb - 1) / nb + (pb.channels % V::N ? 1 : 0));
+  }
+  static Unit make(const BinProblem& pb, index_t nb, index_t u) {
     Unit t;
     const index_t P = pb.plane(), C = pb.channels;
     if (pb.channels_last) {
-      const index_t blocks = (C + V::N - 1) / V::N;
-      const index_t n = u / blocks, c0 = (u % blocks) * V::N;
+      const index_t full = C / V::N, chunks = (full + nb - 1) / nb;
+      const index_t per_n = chunks + (C % V::N ? 1 : 0);
+      const index_t n = u / per_n, k = u % per_n;
+      const index_t c0 = k < chunks ? k * nb * V::N : full * V::N;
+      t.blocks = k < chunks ? imin(nb, full - k * nb) : 1;
+      t.lanes = k < chunks ? V::N : C - c0;
       t.plane0 = n * C + c0;
-      t.lanes = imin(V::N, C - c0);
       t.base = n * P * C + c0;
       t.lane_stride = 1;
       t.pixel_stride = C;
     } else {
       t.plane0 = u * V::N;
-      t.lanes = imin(V::N, pb.batch * C - t.plane0);
+      t.lanes = imin(V::N, pb.batch * pb.channels - t.plane0);
+      t.blocks = 1;
       t.base = t.plane0 * P;
       t.lane_stride = P;
       t.pixel_stride = 1;
     }
     return t;
   }
-  static index_t count(const BinProblem& pb) {
-    if (pb.channels_last) return pb.batch * ((pb.channels + V::N - 1) / V::N);
-    return (pb.batch * pb.channels + V::N - 1) / V::N;
-  }
-  // In place: channels_last with every lane present.
+  // In place: channels_last blocks of whole vectors.
   bool direct() const { return lane_stride == 1 && lanes == V::N; }
+  index_t lanes_total() const { return blocks * V::N; }
 
+  // One-block units only (channels_first, or a partial channels_last block).
   V load_pixel(const T* a, index_t q) const {
     const T* p = a + base + q * pixel_stride;
     if (lane_stride == 1) return lanes == V::N ? V::load(p) : V::load_n(p, lanes);
@@ -73,20 +92,23 @@ struct Unit {
       std::memset(a + base, 0, sizeof(T) * std::size_t(lanes * P));
       return;
     }
-    for (index_t q = 0; q < P; ++q) std::memset(a + base + q * pixel_stride, 0, sizeof(T) * std::size_t(lanes));
+    const std::size_t n = sizeof(T) * std::size_t(direct() ? blocks * V::N : lanes);
+    for (index_t q = 0; q < P; ++q) std::memset(a + base + q * pixel_stride, 0, n);
   }
+  // Element of x / grad_x of (block b, lane l) at plane position q.
+  index_t at(index_t b, index_t l, index_t q) const { return base + (b * V::N + l) * lane_stride + q * pixel_stride; }
 };
 
-// Pixel-major rows of one unit: row r's pixel w at get(r) + w*ps(). Reads x in
-// place (channels_last, full vector), from a copy of the whole plane group, or from
-// a one-row copy refreshed on demand.
+// Pixel-major rows of one unit: row r's pixel w, block b at get(r) + w*ps() + b*N.
+// Reads x in place (channels_last whole vectors), from a copy of the whole plane
+// group, or from a one-row copy refreshed on demand.
 template <class T>
 class Rows {
  public:
   using V = Vec<T>;
   Rows(const T* x, const Unit<T>& u, index_t rows, index_t width, T* copy, bool whole)
       : x_(x), u_(u), rows_(rows), w_(width), copy_(copy), whole_(whole) {
-    if (u.direct()) return;
+    if (u.direct() || !x) return;
     if (whole_)
       for (index_t r = 0; r < rows_; ++r) fill(r, copy_ + r * w_ * V::N);
   }
@@ -168,10 +190,12 @@ inline index_t bin_rows(const BinAxis* ax, index_t H, index_t od, index_t oh, in
   return n;
 }
 
-// Per-lane offsets of output element (od, oh, ow) = off[l] + bin offset.
+// Output offsets of block 0's lanes (block b adds b*N*stride_c): element
+// (od, oh, ow) of lane l is at off[l] + bin offset.
 template <class T>
 struct LaneOffsets {
   index_t off[16];
+  index_t block_step;
   bool contiguous;  // lanes adjacent in the output: one vector store
 
   LaneOffsets(const BinProblem& pb, const Unit<T>& u, const BinLevel<T>& lv) {
@@ -179,6 +203,7 @@ struct LaneOffsets {
       const index_t plane = u.plane0 + l;
       off[l] = (plane / pb.channels) * lv.stride_n + (plane % pb.channels) * lv.stride_c;
     }
+    block_step = Vec<T>::N * lv.stride_c;
     contiguous = lv.stride_c == 1 && (u.lanes == 1 || off[u.lanes - 1] == off[0] + u.lanes - 1);
   }
 };
@@ -208,12 +233,15 @@ inline index_t level_offset(const index_t* stride, index_t od, index_t oh, index
   return od * stride[0] + oh * stride[1] + ow * stride[2];
 }
 
-// ------------------------------------------------------------------ max
+// ------------------------------------------------------------------ reductions
+// Every reduction visits the taps of a bin in row-major order (rows of the bin, then
+// columns), with the channel blocks innermost so channels_last memory streams.
+// Accumulators: one vector per (ow, block), slot ow*nb + b.
 
-// Maximum of each bin of output row (od, oh), per lane, with (when kIdx) the bin row
-// k and column j where it is: val/rk/cj hold out_w vectors.
+// Maximum of each bin of output row (od, oh), with (when kIdx) the bin row k and
+// column j where it is; the scan rule of max pooling (first maximum, last NaN).
 template <class T, bool kIdx>
-void max_row_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, T* val, T* rk, T* cj) {
+void max_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T* val, T* rk, T* cj) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
   for (index_t k = 0; k < nr; ++k) {
@@ -221,79 +249,86 @@ void max_row_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t 
     const V kv = V::set1(T(k));
     for (index_t ow = 0; ow < aw.out; ++ow) {
       const T* p = row + aw.first[ow] * ps;
-      V best = V::load(p), bj = V::zero();
-      for (index_t j = 1; j < aw.count[ow]; ++j) {
-        const V v = V::load(p + j * step);
-        if (kIdx) {
-          const auto m = V::gt_or_nan(v, best);
-          best = V::select(m, v, best);
-          bj = V::select(m, V::set1(T(j)), bj);
-        } else {
-          best = V::max_nan(best, v);
+      T* va = val + ow * nb * V::N;
+      T* ra = rk + ow * nb * V::N;
+      T* ca = cj + ow * nb * V::N;
+      for (index_t j = 0; j < aw.count[ow]; ++j) {
+        const T* q = p + j * step;
+        if (k == 0 && j == 0) {
+          for (index_t b = 0; b < nb; ++b) {
+            V::store(va + b * V::N, V::load(q + b * V::N));
+            if (kIdx) {
+              V::store(ra + b * V::N, V::zero());
+              V::store(ca + b * V::N, V::zero());
+            }
+          }
+          continue;
         }
-      }
-      T* vo = val + ow * V::N;
-      if (k == 0) {
-        V::store(vo, best);
-        if (kIdx) {
-          V::store(rk + ow * V::N, V::zero());
-          V::store(cj + ow * V::N, bj);
+        const V jv = V::set1(T(j));
+        for (index_t b = 0; b < nb; ++b) {
+          const V v = V::load(q + b * V::N), acc = V::load(va + b * V::N);
+          if (kIdx) {
+            const auto m = V::gt_or_nan(v, acc);
+            V::store(va + b * V::N, V::select(m, v, acc));
+            V::store(ra + b * V::N, V::select(m, kv, V::load(ra + b * V::N)));
+            V::store(ca + b * V::N, V::select(m, jv, V::load(ca + b * V::N)));
+          } else {
+            V::store(va + b * V::N, V::max_nan(acc, v));
+          }
         }
-      } else if (kIdx) {
-        const V acc = V::load(vo);
-        const auto m = V::gt_or_nan(best, acc);
-        V::store(vo, V::select(m, best, acc));
-        V::store(rk + ow * V::N, V::select(m, kv, V::load(rk + ow * V::N)));
-        V::store(cj + ow * V::N, V::select(m, bj, V::load(cj + ow * V::N)));
-      } else {
-        V::store(vo, V::max_nan(V::load(vo), best));
       }
     }
   }
 }
 
-// Flat plane positions of each lane's argmax from (bin row, column) pairs.
-template <class T>
-inline void argmax_positions(const T* rk, const T* cj, const index_t* rows, const BinAxis& aw, index_t ow,
-                             index_t W, index_t lanes, index_t* pos) {
-  for (index_t l = 0; l < lanes; ++l)
-    pos[l] = rows[index_t(rk[l])] * W + aw.first[ow] + index_t(cj[l]) * aw.step;
-}
-
-// ------------------------------------------------------------------ sums
-
-// Sum over each bin of output row (od, oh) of f(x, ow), per lane, into acc.
+// Sum over each bin of f(x, slot), into acc.
 template <class T, class F>
-void sum_row_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, T* acc, F&& f) {
+void sum_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T* acc, F&& f) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
   for (index_t k = 0; k < nr; ++k) {
     const T* row = src.get(rows[k]);
     for (index_t ow = 0; ow < aw.out; ++ow) {
       const T* p = row + aw.first[ow] * ps;
-      V s = f(V::load(p), ow);
-      for (index_t j = 1; j < aw.count[ow]; ++j) s = V::add(s, f(V::load(p + j * step), ow));
-      T* a = acc + ow * V::N;
-      V::store(a, k == 0 ? s : V::add(V::load(a), s));
+      T* a = acc + ow * nb * V::N;
+      for (index_t j = 0; j < aw.count[ow]; ++j) {
+        const T* q = p + j * step;
+        if (k == 0 && j == 0) {
+          for (index_t b = 0; b < nb; ++b) V::store(a + b * V::N, f(V::load(q + b * V::N), ow * nb + b));
+          continue;
+        }
+        for (index_t b = 0; b < nb; ++b)
+          V::store(a + b * V::N, V::add(V::load(a + b * V::N), f(V::load(q + b * V::N), ow * nb + b)));
+      }
     }
   }
 }
 
-// Maximum over each bin of f(x) (NaN propagates), per lane, into acc.
+// Maximum over each bin of f(x) (NaN propagates), into acc.
 template <class T, class F>
-void max_of_row_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, T* acc, F&& f) {
+void max_of_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T* acc, F&& f) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
   for (index_t k = 0; k < nr; ++k) {
     const T* row = src.get(rows[k]);
     for (index_t ow = 0; ow < aw.out; ++ow) {
       const T* p = row + aw.first[ow] * ps;
-      V m = f(V::load(p));
-      for (index_t j = 1; j < aw.count[ow]; ++j) m = V::max_nan(m, f(V::load(p + j * step)));
-      T* a = acc + ow * V::N;
-      V::store(a, k == 0 ? m : V::max_nan(V::load(a), m));
+      T* a = acc + ow * nb * V::N;
+      for (index_t j = 0; j < aw.count[ow]; ++j) {
+        const T* q = p + j * step;
+        if (k == 0 && j == 0) {
+          for (index_t b = 0; b < nb; ++b) V::store(a + b * V::N, f(V::load(q + b * V::N)));
+          continue;
+        }
+        for (index_t b = 0; b < nb; ++b) V::store(a + b * V::N, V::max_nan(V::load(a + b * V::N), f(V::load(q + b * V::N))));
+      }
     }
   }
+}
+
+// Flat plane position of lane i's argmax from its (bin row, column).
+inline index_t argmax_position(double k, double j, const index_t* rows, const BinAxis& aw, index_t ow, index_t W) {
+  return rows[index_t(k)] * W + aw.first[ow] + index_t(j) * aw.step;
 }
 
 // ------------------------------------------------------------------ power means
@@ -343,21 +378,6 @@ inline void with_pow_kind(PowKind k, F&& f) {
   }
 }
 
-// Per-lane exponent vectors of a unit.
-template <class T>
-struct Exponent {
-  using V = Vec<T>;
-  V p, inv_p, pm1;
-  Exponent(const BinProblem& pb, const Unit<T>& u, const PowerParams<T>& pp) {
-    alignas(64) T t[V::N];
-    for (index_t l = 0; l < V::N; ++l)
-      t[l] = pp.p_channel ? pp.p_channel[(u.plane0 + imin(l, u.lanes - 1)) % pb.channels] : pp.p;
-    p = V::load(t);
-    inv_p = V::div(V::set1(T(1)), p);
-    pm1 = V::sub(p, V::set1(T(1)));
-  }
-};
-
 // The clamped or absolute value a power mean raises to p.
 template <class T>
 struct Magnitude {
@@ -381,12 +401,29 @@ inline Vec<T> power_result(Vec<T> m, Vec<T> s_over_d, Vec<T> inv_p, bool scaled)
   return V::select(V::eq(m, V::zero()), V::zero(), V::select(V::eq(m, inf), inf, y));
 }
 
-// ------------------------------------------------------------------ drivers
+// Per-lane exponent vectors of a unit, one per block.
+template <class T>
+struct Exponents {
+  using V = Vec<T>;
+  T *p, *inv_p, *pm1;
+  void fill(const BinProblem& pb, const Unit<T>& u, const PowerParams<T>& pp) {
+    for (index_t b = 0; b < u.blocks; ++b) {
+      alignas(64) T t[V::N];
+      for (index_t l = 0; l < V::N; ++l)
+        t[l] = pp.p_channel ? pp.p_channel[(u.plane0 + b * V::N + imin(l, u.lanes - 1)) % pb.channels] : pp.p;
+      const V pv = V::load(t);
+      V::store(p + b * V::N, pv);
+      V::store(inv_p + b * V::N, V::div(V::set1(T(1)), pv));
+      V::store(pm1 + b * V::N, V::sub(pv, V::set1(T(1))));
+    }
+  }
+};
 
+// Per-call sizes shared by the forward and backward drivers.
 template <class T>
 struct Setup {
-  index_t H, W, rows, P;
-  index_t max_out_w = 1, max_rows = 1, max_bins = 1;
+  index_t H, W, rows, P, nb;
+  index_t max_out_w = 1, max_rows = 1;
   bool whole;
 
   Setup(const BinProblem& pb, const BinLevel<T>* lv, int nl) {
@@ -396,18 +433,19 @@ struct Setup {
     P = pb.plane();
     for (int l = 0; l < nl; ++l) {
       max_out_w = imax(max_out_w, lv[l].axis[2].out);
-      max_bins = imax(max_bins, lv[l].bins());
       index_t cd = 0, ch = 0;
       for (index_t o = 0; o < lv[l].axis[0].out; ++o) cd = imax(cd, lv[l].axis[0].count[o]);
       for (index_t o = 0; o < lv[l].axis[1].out; ++o) ch = imax(ch, lv[l].axis[1].count[o]);
       max_rows = imax(max_rows, cd * ch);
     }
+    nb = pb.channels_last ? Unit<T>::cl_blocks(pb, max_out_w) : 1;
     whole = std::size_t(P) * Vec<T>::N * sizeof(T) <= kPlaneCopyBytes;
   }
   index_t copy_elems() const { return (whole ? P : W) * Vec<T>::N; }
-  std::size_t scratch_bytes(int arrays) const {
+  index_t acc_elems() const { return max_out_w * nb * Vec<T>::N; }
+  std::size_t scratch_bytes(int accs) const {
     return Scratch::bytes<T>(copy_elems()) * 2 + Scratch::bytes<index_t>(max_rows) +
-           Scratch::bytes<T>(max_out_w * Vec<T>::N) * std::size_t(arrays) + 64;
+           Scratch::bytes<T>(acc_elems()) * std::size_t(accs) + Scratch::bytes<T>(nb * Vec<T>::N) * 4 + 64;
   }
 };
 
@@ -416,7 +454,7 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
              int n_levels, int threads) {
   using V = Vec<T>;
   const Setup<T> su(pb, levels, n_levels);
-  const index_t n_units = Unit<T>::count(pb);
+  const index_t n_units = Unit<T>::count(pb, su.nb);
   const PowKind kind = pow_kind_of(double(pp.p), pp.p_channel != nullptr);
   int ok = 1;
   parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
@@ -424,12 +462,15 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
     if (!mem.ok()) return report_failure(ok);
     T* copy = mem.take<T>(su.copy_elems());
     index_t* rows = mem.take<index_t>(su.max_rows);
-    T* a0 = mem.take<T>(su.max_out_w * V::N);
-    T* a1 = mem.take<T>(su.max_out_w * V::N);
-    T* a2 = mem.take<T>(su.max_out_w * V::N);
+    T* a0 = mem.take<T>(su.acc_elems());
+    T* a1 = mem.take<T>(su.acc_elems());
+    T* a2 = mem.take<T>(su.acc_elems());
+    Exponents<T> ex{mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N)};
     for (index_t ui = u0; ui < u1; ++ui) {
-      const Unit<T> u = Unit<T>::make(pb, ui);
+      const Unit<T> u = Unit<T>::make(pb, su.nb, ui);
+      const index_t nb = u.blocks;
       Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+      if (op == BinReduce::lp || op == BinReduce::gem) ex.fill(pb, u, pp);
       for (int l = 0; l < n_levels; ++l) {
         const BinLevel<T>& lv = levels[l];
         const BinAxis& aw = lv.axis[2];
@@ -439,41 +480,45 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
             const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
             const index_t at0 = level_offset(lv.stride, od, oh, 0);
             const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
+            auto emit = [&](const T* acc, auto&& value) {
+              for (index_t ow = 0; ow < aw.out; ++ow)
+                for (index_t b = 0; b < nb; ++b)
+                  put(lv.y, lo, u, at0 + ow * lv.stride[2] + b * lo.block_step,
+                      value(V::load(acc + (ow * nb + b) * V::N), ow, b));
+            };
             if (op == BinReduce::max) {
               if (lv.indices) {
-                max_row_bins<T, true>(src, aw, rows, nr, a0, a1, a2);
-                for (index_t ow = 0; ow < aw.out; ++ow) {
-                  index_t pos[16];
-                  argmax_positions(a1 + ow * V::N, a2 + ow * V::N, rows, aw, ow, su.W, u.lanes, pos);
-                  for (index_t i = 0; i < u.lanes; ++i) lv.indices[lo.off[i] + at0 + ow * lv.stride[2]] = pos[i];
-                }
+                max_bins<T, true>(src, aw, rows, nr, nb, a0, a1, a2);
+                for (index_t ow = 0; ow < aw.out; ++ow)
+                  for (index_t b = 0; b < nb; ++b) {
+                    const index_t s = (ow * nb + b) * V::N, at = at0 + ow * lv.stride[2] + b * lo.block_step;
+                    for (index_t i = 0; i < u.lanes; ++i)
+                      lv.indices[lo.off[i] + at] = argmax_position(double(a1[s + i]), double(a2[s + i]), rows, aw, ow, su.W);
+                  }
               } else {
-                max_row_bins<T, false>(src, aw, rows, nr, a0, a1, a2);
+                max_bins<T, false>(src, aw, rows, nr, nb, a0, a1, a2);
               }
-              for (index_t ow = 0; ow < aw.out; ++ow) put(lv.y, lo, u, at0 + ow * lv.stride[2], V::load(a0 + ow * V::N));
+              emit(a0, [](V v, index_t, index_t) { return v; });
             } else if (op == BinReduce::avg) {
-              sum_row_bins(src, aw, rows, nr, a0, [](V v, index_t) { return v; });
-              for (index_t ow = 0; ow < aw.out; ++ow)
-                put(lv.y, lo, u, at0 + ow * lv.stride[2],
-                    V::div(V::load(a0 + ow * V::N), V::set1(T(dd * aw.divisor[ow]))));
+              sum_bins(src, aw, rows, nr, nb, a0, [](V v, index_t) { return v; });
+              emit(a0, [&](V v, index_t ow, index_t) { return V::div(v, V::set1(T(dd * aw.divisor[ow]))); });
             } else {
               const bool gem = op == BinReduce::gem;
               const Magnitude<T> mag{gem, V::set1(pp.eps)};
-              const Exponent<T> e(pb, u, pp);
               with_pow_kind(kind, [&](auto K) {
                 constexpr int k = decltype(K)::value;
                 const bool scaled = k != 1;
-                if (scaled) max_of_row_bins(src, aw, rows, nr, a1, mag);
-                sum_row_bins(src, aw, rows, nr, a0, [&](V v, index_t ow) {
+                if (scaled) max_of_bins(src, aw, rows, nr, nb, a1, mag);
+                sum_bins(src, aw, rows, nr, nb, a0, [&](V v, index_t slot) {
                   const V t = mag(v);
-                  return pow_p<V, k>(scaled ? V::div(t, V::load(a1 + ow * V::N)) : t, e.p);
+                  return pow_p<V, k>(scaled ? V::div(t, V::load(a1 + slot * V::N)) : t,
+                                     V::load(ex.p + (slot % nb) * V::N));
                 });
-                for (index_t ow = 0; ow < aw.out; ++ow) {
-                  V s = V::load(a0 + ow * V::N);
+                emit(a0, [&](V s, index_t ow, index_t b) {
                   if (gem) s = V::div(s, V::set1(T(dd * aw.divisor[ow])));
-                  const V y = k == 1 ? s : power_result(V::load(a1 + ow * V::N), s, e.inv_p, scaled);
-                  put(lv.y, lo, u, at0 + ow * lv.stride[2], y);
-                }
+                  if (k == 1) return s;
+                  return power_result(V::load(a1 + (ow * nb + b) * V::N), s, V::load(ex.inv_p + b * V::N), scaled);
+                });
               });
             }
           }
@@ -496,12 +541,58 @@ inline void covering_bins(const BinAxis& a, index_t* lo, index_t* hi) {
   }
 }
 
+// avg backward in gather form: each element of grad_x written once, the sum of
+// grad_y / divisor over the bins covering it (levels, then bins, in order).
+template <class T>
+void avg_backward_unit(const BinProblem& pb, const BinLevel<T>* levels, int n_levels, index_t* const* range,
+                       const Setup<T>& su, const Unit<T>& u, T** coef, T* gx) {
+  using V = Vec<T>;
+  const index_t nb = u.blocks;
+  for (int l = 0; l < n_levels; ++l) {
+    const BinLevel<T>& lv = levels[l];
+    const LaneOffsets<T> lo(pb, u, lv);
+    index_t s = 0;
+    for (index_t od = 0; od < lv.axis[0].out; ++od)
+      for (index_t oh = 0; oh < lv.axis[1].out; ++oh)
+        for (index_t ow = 0; ow < lv.axis[2].out; ++ow)
+          for (index_t b = 0; b < nb; ++b, ++s) {
+            const T d = T(lv.axis[0].divisor[od] * lv.axis[1].divisor[oh] * lv.axis[2].divisor[ow]);
+            V::store(coef[l] + s * V::N,
+                     V::div(fetch(lv.grad_y, lo, u, level_offset(lv.stride, od, oh, ow) + b * lo.block_step), V::set1(d)));
+          }
+  }
+  for (index_t r = 0; r < su.rows; ++r) {
+    const index_t d = r / su.H, h = r % su.H;
+    for (index_t w = 0; w < su.W; ++w)
+      for (index_t b = 0; b < nb; ++b) {
+        V acc = V::zero();
+        bool first = true;
+        for (int l = 0; l < n_levels; ++l) {
+          const BinLevel<T>& lv = levels[l];
+          const index_t OH = lv.axis[1].out, OW = lv.axis[2].out;
+          index_t* const* rg = range + l * 6;
+          for (index_t od = rg[0][d]; od < rg[1][d]; ++od)
+            for (index_t oh = rg[2][h]; oh < rg[3][h]; ++oh)
+              for (index_t ow = rg[4][w]; ow < rg[5][w]; ++ow) {
+                const V c = V::load(coef[l] + (((od * OH + oh) * OW + ow) * nb + b) * V::N);
+                acc = first ? c : V::add(acc, c);
+                first = false;
+              }
+        }
+        if (u.direct())
+          V::store(gx + u.at(b, 0, r * su.W + w), acc);
+        else
+          u.store_pixel(gx, r * su.W + w, acc);
+      }
+  }
+}
+
 template <class T>
 index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp, const BinLevel<T>* levels,
                  int n_levels, T* gx, T* gp, int threads) {
   using V = Vec<T>;
   const Setup<T> su(pb, levels, n_levels);
-  const index_t n_units = Unit<T>::count(pb);
+  const index_t n_units = Unit<T>::count(pb, su.nb);
   const PowKind kind = pow_kind_of(double(pp.p), pp.p_channel != nullptr);
   int ok = 1;
   index_t bad = -1;
@@ -512,71 +603,41 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
   Scratch cover(avg ? cover_bytes : 0);
   if (!cover.ok()) throw std::bad_alloc();
   index_t** range = avg ? cover.take<index_t*>(index_t(n_levels) * 6) : nullptr;  // [level][axis][lo, hi]
+  std::size_t coef_bytes = Scratch::bytes<T*>(n_levels);
   if (avg)
-    for (int l = 0; l < n_levels; ++l)
+    for (int l = 0; l < n_levels; ++l) {
+      coef_bytes += Scratch::bytes<T>(levels[l].bins() * su.nb * V::N);
       for (int i = 0; i < 3; ++i) {
         index_t** r = range + (l * 3 + i) * 2;
         r[0] = cover.take<index_t>(pb.in[i]);
         r[1] = cover.take<index_t>(pb.in[i]);
         covering_bins(levels[l].axis[i], r[0], r[1]);
       }
-  index_t max_level_bins = 1;
-  for (int l = 0; l < n_levels; ++l) max_level_bins = imax(max_level_bins, levels[l].bins());
+    }
   parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
-    Scratch mem(su.scratch_bytes(6) + (avg ? (Scratch::bytes<T>(max_level_bins * V::N) + 64) * std::size_t(n_levels) +
-                                                   Scratch::bytes<T*>(n_levels)
-                                             : 0));
+    Scratch mem(su.scratch_bytes(5) + (avg ? coef_bytes : 0) + Scratch::bytes<T>(su.nb * V::N));
     if (!mem.ok()) return report_failure(ok);
     T* copy = mem.take<T>(su.copy_elems());
     T* gcopy = mem.take<T>(su.copy_elems());
     index_t* rows = mem.take<index_t>(su.max_rows);
-    T* a[6];
-    for (T*& p : a) p = mem.take<T>(su.max_out_w * V::N);
+    T* a[5];
+    for (T*& p : a) p = mem.take<T>(su.acc_elems());
+    Exponents<T> ex{mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N)};
+    T* gp_acc = mem.take<T>(su.nb * V::N);
     T** coef = avg ? mem.take<T*>(n_levels) : nullptr;
     if (avg)
-      for (int l = 0; l < n_levels; ++l) coef[l] = mem.take<T>(levels[l].bins() * V::N);
+      for (int l = 0; l < n_levels; ++l) coef[l] = mem.take<T>(levels[l].bins() * su.nb * V::N);
     index_t my_bad = -1;
     for (index_t ui = u0; ui < u1; ++ui) {
-      const Unit<T> u = Unit<T>::make(pb, ui);
+      const Unit<T> u = Unit<T>::make(pb, su.nb, ui);
+      const index_t nb = u.blocks;
       if (avg) {
-        // gather form: each gradient element written once.
-        for (int l = 0; l < n_levels; ++l) {
-          const BinLevel<T>& lv = levels[l];
-          const LaneOffsets<T> lo(pb, u, lv);
-          index_t b = 0;
-          for (index_t od = 0; od < lv.axis[0].out; ++od)
-            for (index_t oh = 0; oh < lv.axis[1].out; ++oh)
-              for (index_t ow = 0; ow < lv.axis[2].out; ++ow, ++b) {
-                const T d = T(lv.axis[0].divisor[od] * lv.axis[1].divisor[oh] * lv.axis[2].divisor[ow]);
-                V::store(coef[l] + b * V::N,
-                         V::div(fetch(lv.grad_y, lo, u, level_offset(lv.stride, od, oh, ow)), V::set1(d)));
-              }
-        }
-        for (index_t r = 0; r < su.rows; ++r) {
-          const index_t d = r / su.H, h = r % su.H;
-          for (index_t w = 0; w < su.W; ++w) {
-            V acc = V::zero();
-            bool first = true;
-            for (int l = 0; l < n_levels; ++l) {
-              const BinLevel<T>& lv = levels[l];
-              const index_t OH = lv.axis[1].out, OW = lv.axis[2].out;
-              index_t* const* rg = range + l * 6;
-              for (index_t od = rg[0][d]; od < rg[1][d]; ++od)
-                for (index_t oh = rg[2][h]; oh < rg[3][h]; ++oh)
-                  for (index_t ow = rg[4][w]; ow < rg[5][w]; ++ow) {
-                    const V c = V::load(coef[l] + ((od * OH + oh) * OW + ow) * V::N);
-                    acc = first ? c : V::add(acc, c);
-                    first = false;
-                  }
-            }
-            u.store_pixel(gx, r * su.W + w, acc);
-          }
-        }
+        avg_backward_unit(pb, levels, n_levels, range, su, u, coef, gx);
         continue;
       }
       u.zero(gx, su.P);
       if (op == BinReduce::max) {
-        Rows<T> src(x, u, su.rows, su.W, copy, su.whole && x);
+        Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
         for (int l = 0; l < n_levels; ++l) {
           const BinLevel<T>& lv = levels[l];
           const BinAxis& aw = lv.axis[2];
@@ -584,113 +645,116 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
           for (index_t od = 0; od < lv.axis[0].out; ++od)
             for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
               const index_t at0 = level_offset(lv.stride, od, oh, 0);
-              index_t nr = 0;
               if (!lv.given_indices) {
-                nr = bin_rows(lv.axis, su.H, od, oh, rows);
-                max_row_bins<T, true>(src, aw, rows, nr, a[0], a[1], a[2]);
+                const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
+                max_bins<T, true>(src, aw, rows, nr, nb, a[0], a[1], a[2]);
               }
-              for (index_t ow = 0; ow < aw.out; ++ow) {
-                const index_t at = at0 + ow * lv.stride[2];
-                alignas(64) T g[V::N];
-                V::store(g, fetch(lv.grad_y, lo, u, at));
-                index_t pos[16];
-                if (lv.given_indices) {
+              for (index_t ow = 0; ow < aw.out; ++ow)
+                for (index_t b = 0; b < nb; ++b) {
+                  const index_t at = at0 + ow * lv.stride[2] + b * lo.block_step, s = (ow * nb + b) * V::N;
+                  alignas(64) T g[V::N];
+                  V::store(g, fetch(lv.grad_y, lo, u, at));
                   for (index_t i = 0; i < u.lanes; ++i) {
-                    pos[i] = lv.given_indices[lo.off[i] + at];
-                    if (pos[i] < 0 || pos[i] >= su.P) {
-                      if (my_bad < 0 || lo.off[i] + at < my_bad) my_bad = lo.off[i] + at;
-                      pos[i] = -1;
+                    index_t pos;
+                    if (lv.given_indices) {
+                      pos = lv.given_indices[lo.off[i] + at];
+                      if (pos < 0 || pos >= su.P) {
+                        if (my_bad < 0 || lo.off[i] + at < my_bad) my_bad = lo.off[i] + at;
+                        continue;
+                      }
+                    } else {
+                      pos = argmax_position(double(a[1][s + i]), double(a[2][s + i]), rows, aw, ow, su.W);
                     }
+                    gx[u.at(b, i, pos)] += g[i];
                   }
-                } else {
-                  argmax_positions(a[1] + ow * V::N, a[2] + ow * V::N, rows, aw, ow, su.W, u.lanes, pos);
                 }
-                for (index_t i = 0; i < u.lanes; ++i)
-                  if (pos[i] >= 0) gx[u.base + i * u.lane_stride + pos[i] * u.pixel_stride] += g[i];
-              }
             }
         }
         continue;
       }
-      // LP / GeM: per output row, three passes over its bins (max, sums, gradients).
+      // LP / GeM: per output row, passes over its bins for the maximum, the sums and
+      // the gradients.
       const bool gem = op == BinReduce::gem;
       const Magnitude<T> mag{gem, V::set1(pp.eps)};
-      const Exponent<T> e(pb, u, pp);
+      ex.fill(pb, u, pp);
+      for (index_t b = 0; b < nb; ++b) V::store(gp_acc + b * V::N, V::zero());
       Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
       GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
-      V gp_acc = V::zero();
       with_pow_kind(kind, [&](auto K) {
         constexpr int k = decltype(K)::value;
         const bool scaled = k != 1;
         const V zero = V::zero();
+        T *m = a[0], *s = a[1], *sl = a[2], *yv = a[3], *cf = a[4];
         for (int l = 0; l < n_levels; ++l) {
           const BinLevel<T>& lv = levels[l];
           const BinAxis& aw = lv.axis[2];
           const LaneOffsets<T> lo(pb, u, lv);
-          T *m = a[0], *s = a[1], *sl = a[2], *yv = a[3], *cf = a[4];
           for (index_t od = 0; od < lv.axis[0].out; ++od)
             for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
               const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
               const index_t at0 = level_offset(lv.stride, od, oh, 0);
               const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
-              if (scaled) max_of_row_bins(src, aw, rows, nr, m, mag);
-              auto ratio = [&](V v, index_t ow) {
+              if (scaled) max_of_bins(src, aw, rows, nr, nb, m, mag);
+              auto ratio = [&](V v, index_t slot) {
                 const V t = mag(v);
-                return scaled ? V::div(t, V::load(m + ow * V::N)) : t;
+                return scaled ? V::div(t, V::load(m + slot * V::N)) : t;
               };
-              sum_row_bins(src, aw, rows, nr, s, [&](V v, index_t ow) { return pow_p<V, k>(ratio(v, ow), e.p); });
+              auto pw = [&](V r, index_t slot) { return pow_p<V, k>(r, V::load(ex.p + (slot % nb) * V::N)); };
+              sum_bins(src, aw, rows, nr, nb, s, [&](V v, index_t slot) { return pw(ratio(v, slot), slot); });
               if (gem && gp)
-                sum_row_bins(src, aw, rows, nr, sl, [&](V v, index_t ow) {
-                  const V r = ratio(v, ow);
-                  return V::mul(pow_p<V, k>(r, e.p), vlog(r));
+                sum_bins(src, aw, rows, nr, nb, sl, [&](V v, index_t slot) {
+                  const V r = ratio(v, slot);
+                  return V::mul(pw(r, slot), vlog(r));
                 });
-              for (index_t ow = 0; ow < aw.out; ++ow) {
-                const V dv = V::set1(T(gem ? dd * aw.divisor[ow] : 1));
-                const V sv = V::load(s + ow * V::N);
-                const V mean = V::div(sv, dv);
-                const V y = k == 1 ? mean : power_result(V::load(m + ow * V::N), mean, e.inv_p, scaled);
-                const V g = fetch(lv.grad_y, lo, u, at0 + ow * lv.stride[2]);
-                V::store(yv + ow * V::N, y);
-                // gradient factor g/D, zero where y = 0 (LP: every tap was 0)
-                V::store(cf + ow * V::N, V::select(V::eq(y, zero), zero, V::div(g, dv)));
-                if (gem && gp) {
-                  // dy/dp = y (S_ln / (p S) - ln(S/D) / p^2), S and S_ln relative to the bin max
-                  const V slv = V::load(sl + ow * V::N);
-                  const V t1 = V::div(slv, V::mul(e.p, sv));
-                  const V t2 = V::div(vlog(mean), V::mul(e.p, e.p));
-                  gp_acc = V::add(gp_acc, V::mul(g, V::mul(y, V::sub(t1, t2))));
+              for (index_t ow = 0; ow < aw.out; ++ow)
+                for (index_t b = 0; b < nb; ++b) {
+                  const index_t slot = (ow * nb + b) * V::N;
+                  const V dv = V::set1(T(gem ? dd * aw.divisor[ow] : 1));
+                  const V sv = V::load(s + slot);
+                  const V mean = V::div(sv, dv);
+                  const V pv = V::load(ex.p + b * V::N);
+                  const V y = k == 1 ? mean : power_result(V::load(m + slot), mean, V::load(ex.inv_p + b * V::N), scaled);
+                  const V g = fetch(lv.grad_y, lo, u, at0 + ow * lv.stride[2] + b * lo.block_step);
+                  V::store(yv + slot, y);
+                  // gradient factor g/D, zero where y = 0 (LP: every tap was 0)
+                  V::store(cf + slot, V::select(V::eq(y, zero), zero, V::div(g, dv)));
+                  if (gem && gp) {
+                    // dy/dp = y (S_ln / (p S) - ln(S/D) / p^2), S and S_ln relative to the bin max
+                    const V t1 = V::div(V::load(sl + slot), V::mul(pv, sv));
+                    const V t2 = V::div(vlog(mean), V::mul(pv, pv));
+                    V::store(gp_acc + b * V::N,
+                             V::add(V::load(gp_acc + b * V::N), V::mul(g, V::mul(y, V::sub(t1, t2)))));
+                  }
                 }
-              }
               const index_t ps = src.ps(), gps = dst.ps();
               for (index_t kk = 0; kk < nr; ++kk) {
                 const T* row = src.get(rows[kk]);
                 T* grow = dst.get(rows[kk]);
                 for (index_t ow = 0; ow < aw.out; ++ow) {
-                  const V y = V::load(yv + ow * V::N), c = V::load(cf + ow * V::N);
                   const T* p = row + aw.first[ow] * ps;
                   T* q = grow + aw.first[ow] * gps;
-                  for (index_t j = 0; j < aw.count[ow]; ++j) {
-                    const V v = V::load(p + j * aw.step * ps);
-                    V f = V::mul(c, pow_p_minus_1<V, k>(V::div(mag(v), y), e.pm1));
-                    if (gem) {
-                      f = V::select(V::gt(v, mag.eps), f, zero);
-                    } else {
-                      f = V::select(V::eq(v, zero), zero, V::select(V::lt(v, zero), V::sub(zero, f), f));
+                  for (index_t j = 0; j < aw.count[ow]; ++j)
+                    for (index_t b = 0; b < nb; ++b) {
+                      const index_t slot = (ow * nb + b) * V::N;
+                      const V v = V::load(p + j * aw.step * ps + b * V::N);
+                      const V r = V::div(mag(v), V::load(yv + slot));
+                      V f = V::mul(V::load(cf + slot), pow_p_minus_1<V, k>(r, V::load(ex.pm1 + b * V::N)));
+                      if (gem)
+                        f = V::select(V::gt(v, mag.eps), f, zero);
+                      else
+                        f = V::select(V::eq(v, zero), zero, V::select(V::lt(v, zero), V::sub(zero, f), f));
+                      T* qj = q + j * aw.step * gps + b * V::N;
+                      V::store(qj, V::add(V::load(qj), f));
                     }
-                    T* qj = q + j * aw.step * gps;
-                    V::store(qj, V::add(V::load(qj), f));
-                  }
                 }
               }
             }
         }
       });
       dst.flush();
-      if (gem && gp) {
-        alignas(64) T t[V::N];
-        V::store(t, gp_acc);
-        for (index_t i = 0; i < u.lanes; ++i) gp[u.plane0 + i] = t[i];
-      }
+      if (gem && gp)
+        for (index_t b = 0; b < nb; ++b)
+          for (index_t i = 0; i < u.lanes; ++i) gp[u.plane0 + b * V::N + i] = gp_acc[b * V::N + i];
     }
     if (my_bad >= 0) {
 #ifdef FASTPOOL_HAVE_OPENMP
