@@ -32,6 +32,7 @@ struct MathKernels {
   void (*log)(const T* x, T* y, index_t n);
   /// x >= 0, p > 0: x**p (0 for x == 0).
   void (*pow)(const T* x, const T* p, T* y, index_t n);
+  void (*transpose)(const T* src, index_t ss, T* dst, index_t ds, index_t n_blocks);  // V::transpose_block per N x N block
 };
 
 struct KernelTable {

@@ -28,6 +28,7 @@ MathKernels<T> make_math() {
   m.exp = &exp_array<T>;
   m.log = &log_array<T>;
   m.pow = &pow_array<T>;
+  m.transpose = &transpose_array<T>;
   return m;
 }
 

@@ -86,6 +86,20 @@ struct Unit {
     V::store(t, v);
     for (index_t l = 0; l < lanes; ++l) p[l * lane_stride] = t[l];
   }
+  // Pixels [q0, q0 + n) into / out of a pixel-major buffer (N lanes per pixel):
+  // channels_first groups of whole vectors go through N x N block transposes.
+  void load_pixels(const T* a, index_t q0, index_t n, T* dst) const {
+    index_t i = 0;
+    if (lane_stride != 1 && lanes == V::N)
+      for (; i + V::N <= n; i += V::N) V::transpose_block(a + base + q0 + i, lane_stride, dst + i * V::N, V::N);
+    for (; i < n; ++i) V::store(dst + i * V::N, load_pixel(a, q0 + i));
+  }
+  void store_pixels(T* a, index_t q0, index_t n, const T* src) const {
+    index_t i = 0;
+    if (lane_stride != 1 && lanes == V::N)
+      for (; i + V::N <= n; i += V::N) V::transpose_block(src + i * V::N, V::N, a + base + q0 + i, lane_stride);
+    for (; i < n; ++i) store_pixel(a, q0 + i, V::load(src + i * V::N));
+  }
   // Zeroes this unit's elements of a grad_x.
   void zero(T* a, index_t P) const {
     if (lane_stride != 1) {
@@ -109,8 +123,7 @@ class Rows {
   Rows(const T* x, const Unit<T>& u, index_t rows, index_t width, T* copy, bool whole)
       : x_(x), u_(u), rows_(rows), w_(width), copy_(copy), whole_(whole) {
     if (u.direct() || !x) return;
-    if (whole_)
-      for (index_t r = 0; r < rows_; ++r) fill(r, copy_ + r * w_ * V::N);
+    if (whole_) u.load_pixels(x, 0, rows_ * w_, copy_);
   }
   index_t ps() const { return u_.direct() ? u_.pixel_stride : V::N; }
   const T* get(index_t r) {
@@ -124,9 +137,7 @@ class Rows {
   }
 
  private:
-  void fill(index_t r, T* dst) const {
-    for (index_t w = 0; w < w_; ++w) V::store(dst + w * V::N, u_.load_pixel(x_, r * w_ + w));
-  }
+  void fill(index_t r, T* dst) const { u_.load_pixels(x_, r * w_, w_, dst); }
   const T* x_;
   const Unit<T>& u_;
   index_t rows_, w_;
@@ -153,7 +164,7 @@ class GradRows {
     if (whole_) return copy_ + r * w_ * V::N;
     if (r != cur_) {
       write_back();
-      for (index_t w = 0; w < w_; ++w) V::store(copy_ + w * V::N, u_.load_pixel(gx_, r * w_ + w));
+      u_.load_pixels(gx_, r * w_, w_, copy_);
       cur_ = r;
     }
     return copy_;
@@ -164,13 +175,13 @@ class GradRows {
       write_back();
       return;
     }
-    for (index_t q = 0; q < rows_ * w_; ++q) u_.store_pixel(gx_, q, V::load(copy_ + q * V::N));
+    u_.store_pixels(gx_, 0, rows_ * w_, copy_);
   }
 
  private:
   void write_back() {
     if (cur_ < 0) return;
-    for (index_t w = 0; w < w_; ++w) u_.store_pixel(gx_, cur_ * w_ + w, V::load(copy_ + w * V::N));
+    u_.store_pixels(gx_, cur_ * w_, w_, copy_);
   }
   T* gx_;
   const Unit<T>& u_;
@@ -233,10 +244,137 @@ inline index_t level_offset(const index_t* stride, index_t od, index_t oh, index
   return od * stride[0] + oh * stride[1] + ow * stride[2];
 }
 
+// One level's values for one unit by (bin, block): the forward output or the
+// backward grad_y. In place when the unit's lanes are adjacent in memory (vector
+// loads and stores); otherwise staged in a bin-major tile that moves with N x N
+// block transposes where bins and lanes are evenly spaced, lane by lane elsewhere.
+constexpr std::size_t kTileBytes = std::size_t(1) << 20;
+
+template <class T>
+class LevelIO {
+ public:
+  using V = Vec<T>;
+  LevelIO(const BinProblem& pb, const Unit<T>& u, const BinLevel<T>& lv, T* tile, index_t tile_elems)
+      : lo_(pb, u, lv), u_(u), lv_(lv), oh_(lv.axis[1].out), ow_(lv.axis[2].out), nbn_(u.blocks * V::N) {
+    staged_ = !lo_.contiguous && lv.bins() * nbn_ <= tile_elems;
+    tile_ = tile;
+    blocks_ = u.lanes == V::N && lv.stride[2] == 1 && lv.stride[1] == ow_ && lv.stride[0] == oh_ * ow_;
+    for (index_t l = 1; blocks_ && l < u.lanes; ++l) blocks_ = lo_.off[l] == lo_.off[0] + l * lv.stride_c;
+  }
+  const LaneOffsets<T>& offsets() const { return lo_; }
+  index_t at(index_t od, index_t oh, index_t ow, index_t b) const {
+    return level_offset(lv_.stride, od, oh, ow) + b * lo_.block_step;
+  }
+  void put(T* y, index_t od, index_t oh, index_t ow, index_t b, V v) const {
+    if (staged_)
+      V::store(tile_ + flat(od, oh, ow) * nbn_ + b * V::N, v);
+    else
+      bins::put(y, lo_, u_, at(od, oh, ow, b), v);
+  }
+  V get(const T* g, index_t od, index_t oh, index_t ow, index_t b) const {
+    if (staged_) return V::load(tile_ + flat(od, oh, ow) * nbn_ + b * V::N);
+    return fetch(g, lo_, u_, at(od, oh, ow, b));
+  }
+  // After the forward wrote every bin: the tile to y.
+  void store_all(T* y) const {
+    if (staged_) move(y, true);
+  }
+  // Before the backward reads: g into the tile.
+  void load_all(const T* g) const {
+    if (staged_) move(const_cast<T*>(g), false);
+  }
+
+ private:
+  index_t flat(index_t od, index_t oh, index_t ow) const { return (od * oh_ + oh) * ow_ + ow; }
+  void move(T* y, bool out) const {
+    const index_t bins = lv_.bins();
+    for (index_t b = 0; b < u_.blocks; ++b) {
+      index_t q = 0;
+      if (blocks_)
+        for (; q + V::N <= bins; q += V::N) {
+          T* ys = y + lo_.off[0] + b * lo_.block_step + q;
+          T* ts = tile_ + q * nbn_ + b * V::N;
+          if (out)
+            V::transpose_block(ts, nbn_, ys, lv_.stride_c);
+          else
+            V::transpose_block(ys, lv_.stride_c, ts, nbn_);
+        }
+      for (; q < bins; ++q) {
+        const index_t a = level_offset(lv_.stride, q / (oh_ * ow_), (q / ow_) % oh_, q % ow_) + b * lo_.block_step;
+        T* t = tile_ + q * nbn_ + b * V::N;
+        for (index_t i = 0; i < V::N; ++i) {
+          if (out && i < u_.lanes) y[lo_.off[i] + a] = t[i];
+          if (!out) t[i] = i < u_.lanes ? y[lo_.off[i] + a] : T(0);
+        }
+      }
+    }
+  }
+  LaneOffsets<T> lo_;
+  const Unit<T>& u_;
+  const BinLevel<T>& lv_;
+  index_t oh_, ow_, nbn_;
+  bool staged_, blocks_;
+  T* tile_;
+};
+
 // ------------------------------------------------------------------ reductions
 // Every reduction visits the taps of a bin in row-major order (rows of the bin, then
 // columns), with the channel blocks innermost so channels_last memory streams.
 // Accumulators: one vector per (ow, block), slot ow*nb + b.
+
+// The taps of one bin in one row, for U channel blocks whose accumulators stay in
+// registers across the taps (one load and store of them per row, not per tap).
+// `first`: this row starts the bin (the accumulators start from tap 0).
+template <int U, bool kIdx, class T>
+inline void max_chunk(const T* p, index_t count, index_t step, bool first, Vec<T> kv, T* va, T* ra, T* ca) {
+  using V = Vec<T>;
+  V best[U], rk[U], cj[U];
+  index_t j0 = 0;
+  for (int u = 0; u < U; ++u) {
+    if (first) {
+      best[u] = V::load(p + u * V::N);
+      rk[u] = kv;
+      cj[u] = V::zero();
+    } else {
+      best[u] = V::load(va + u * V::N);
+      if (kIdx) {
+        rk[u] = V::load(ra + u * V::N);
+        cj[u] = V::load(ca + u * V::N);
+      }
+    }
+  }
+  if (first) j0 = 1;
+  for (index_t j = j0; j < count; ++j) {
+    const T* q = p + j * step;
+    const V jv = V::set1(T(j));
+    for (int u = 0; u < U; ++u) {
+      const V v = V::load(q + u * V::N);
+      if (kIdx) {
+        const auto m = V::gt_or_nan(v, best[u]);
+        best[u] = V::select(m, v, best[u]);
+        rk[u] = V::select(m, kv, rk[u]);
+        cj[u] = V::select(m, jv, cj[u]);
+      } else {
+        best[u] = V::max_nan(best[u], v);
+      }
+    }
+  }
+  for (int u = 0; u < U; ++u) {
+    V::store(va + u * V::N, best[u]);
+    if (kIdx) {
+      V::store(ra + u * V::N, rk[u]);
+      V::store(ca + u * V::N, cj[u]);
+    }
+  }
+}
+
+// Runs chunk<U>(b0) over the nb blocks: chunks of 4, then single blocks.
+template <class F>
+inline void for_block_chunks(index_t nb, F&& chunk) {
+  index_t b = 0;
+  for (; b + 4 <= nb; b += 4) chunk(Int<4>(), b);
+  for (; b < nb; ++b) chunk(Int<1>(), b);
+}
 
 // Maximum of each bin of output row (od, oh), with (when kIdx) the bin row k and
 // column j where it is; the scan rule of max pooling (first maximum, last NaN).
@@ -249,59 +387,73 @@ void max_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, 
     const V kv = V::set1(T(k));
     for (index_t ow = 0; ow < aw.out; ++ow) {
       const T* p = row + aw.first[ow] * ps;
-      T* va = val + ow * nb * V::N;
-      T* ra = rk + ow * nb * V::N;
-      T* ca = cj + ow * nb * V::N;
-      for (index_t j = 0; j < aw.count[ow]; ++j) {
-        const T* q = p + j * step;
-        if (k == 0 && j == 0) {
-          for (index_t b = 0; b < nb; ++b) {
-            V::store(va + b * V::N, V::load(q + b * V::N));
-            if (kIdx) {
-              V::store(ra + b * V::N, V::zero());
-              V::store(ca + b * V::N, V::zero());
-            }
-          }
-          continue;
-        }
-        const V jv = V::set1(T(j));
-        for (index_t b = 0; b < nb; ++b) {
-          const V v = V::load(q + b * V::N), acc = V::load(va + b * V::N);
-          if (kIdx) {
-            const auto m = V::gt_or_nan(v, acc);
-            V::store(va + b * V::N, V::select(m, v, acc));
-            V::store(ra + b * V::N, V::select(m, kv, V::load(ra + b * V::N)));
-            V::store(ca + b * V::N, V::select(m, jv, V::load(ca + b * V::N)));
-          } else {
-            V::store(va + b * V::N, V::max_nan(acc, v));
-          }
-        }
-      }
+      const index_t o = ow * nb * V::N;
+      for_block_chunks(nb, [&](auto U, index_t b) {
+        const index_t at = o + b * V::N;
+        max_chunk<decltype(U)::value, kIdx>(p + b * V::N, aw.count[ow], step, k == 0, kv, val + at, rk + at, cj + at);
+      });
     }
   }
 }
 
-// Sum over each bin of f(x, slot), into acc.
-template <class T, class F>
-void sum_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T* acc, F&& f) {
+// Two sums at once: f returns a Pair, whose second member goes to acc2 (when kTwo).
+template <class V>
+struct Pair {
+  V a, b;
+};
+
+template <int U, bool kTwo, class T, class F>
+inline void sum_chunk(const T* p, index_t count, index_t step, bool first, T* acc, T* acc2, index_t slot, F& f) {
+  using V = Vec<T>;
+  V s[U], s2[U];
+  for (int u = 0; u < U; ++u) {
+    if (first) {
+      const Pair<V> q = f(V::load(p + u * V::N), slot + u);
+      s[u] = q.a;
+      s2[u] = q.b;
+    } else {
+      s[u] = V::load(acc + u * V::N);
+      if (kTwo) s2[u] = V::load(acc2 + u * V::N);
+    }
+  }
+  for (index_t j = first ? 1 : 0; j < count; ++j)
+    for (int u = 0; u < U; ++u) {
+      const Pair<V> q = f(V::load(p + j * step + u * V::N), slot + u);
+      s[u] = V::add(s[u], q.a);
+      if (kTwo) s2[u] = V::add(s2[u], q.b);
+    }
+  for (int u = 0; u < U; ++u) {
+    V::store(acc + u * V::N, s[u]);
+    if (kTwo) V::store(acc2 + u * V::N, s2[u]);
+  }
+}
+
+// Sum over each bin of f(x, slot).a into acc (and, when kTwo, of .b into acc2).
+template <bool kTwo, class T, class F>
+void sum_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T* acc, T* acc2, F&& f) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
   for (index_t k = 0; k < nr; ++k) {
     const T* row = src.get(rows[k]);
     for (index_t ow = 0; ow < aw.out; ++ow) {
       const T* p = row + aw.first[ow] * ps;
-      T* a = acc + ow * nb * V::N;
-      for (index_t j = 0; j < aw.count[ow]; ++j) {
-        const T* q = p + j * step;
-        if (k == 0 && j == 0) {
-          for (index_t b = 0; b < nb; ++b) V::store(a + b * V::N, f(V::load(q + b * V::N), ow * nb + b));
-          continue;
-        }
-        for (index_t b = 0; b < nb; ++b)
-          V::store(a + b * V::N, V::add(V::load(a + b * V::N), f(V::load(q + b * V::N), ow * nb + b)));
-      }
+      for_block_chunks(nb, [&](auto U, index_t b) {
+        const index_t at = (ow * nb + b) * V::N;
+        sum_chunk<decltype(U)::value, kTwo>(p + b * V::N, aw.count[ow], step, k == 0, acc + at, acc2 + at,
+                                            ow * nb + b, f);
+      });
     }
   }
+}
+
+template <int U, class T, class F>
+inline void max_of_chunk(const T* p, index_t count, index_t step, bool first, T* acc, F& f) {
+  using V = Vec<T>;
+  V m[U];
+  for (int u = 0; u < U; ++u) m[u] = first ? f(V::load(p + u * V::N)) : V::load(acc + u * V::N);
+  for (index_t j = first ? 1 : 0; j < count; ++j)
+    for (int u = 0; u < U; ++u) m[u] = V::max_nan(m[u], f(V::load(p + j * step + u * V::N)));
+  for (int u = 0; u < U; ++u) V::store(acc + u * V::N, m[u]);
 }
 
 // Maximum over each bin of f(x) (NaN propagates), into acc.
@@ -313,15 +465,9 @@ void max_of_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t n
     const T* row = src.get(rows[k]);
     for (index_t ow = 0; ow < aw.out; ++ow) {
       const T* p = row + aw.first[ow] * ps;
-      T* a = acc + ow * nb * V::N;
-      for (index_t j = 0; j < aw.count[ow]; ++j) {
-        const T* q = p + j * step;
-        if (k == 0 && j == 0) {
-          for (index_t b = 0; b < nb; ++b) V::store(a + b * V::N, f(V::load(q + b * V::N)));
-          continue;
-        }
-        for (index_t b = 0; b < nb; ++b) V::store(a + b * V::N, V::max_nan(V::load(a + b * V::N), f(V::load(q + b * V::N))));
-      }
+      for_block_chunks(nb, [&](auto U, index_t b) {
+        max_of_chunk<decltype(U)::value>(p + b * V::N, aw.count[ow], step, k == 0, acc + (ow * nb + b) * V::N, f);
+      });
     }
   }
 }
@@ -422,7 +568,7 @@ struct Exponents {
 // Per-call sizes shared by the forward and backward drivers.
 template <class T>
 struct Setup {
-  index_t H, W, rows, P, nb;
+  index_t H, W, rows, P, nb, tile;
   index_t max_out_w = 1, max_rows = 1;
   bool whole;
 
@@ -439,13 +585,17 @@ struct Setup {
       max_rows = imax(max_rows, cd * ch);
     }
     nb = pb.channels_last ? Unit<T>::cl_blocks(pb, max_out_w) : 1;
+    index_t most_bins = 1;
+    for (int l = 0; l < nl; ++l) most_bins = imax(most_bins, lv[l].bins());
+    tile = imin(most_bins * nb * Vec<T>::N, index_t(kTileBytes / sizeof(T)));
     whole = std::size_t(P) * Vec<T>::N * sizeof(T) <= kPlaneCopyBytes;
   }
   index_t copy_elems() const { return (whole ? P : W) * Vec<T>::N; }
   index_t acc_elems() const { return max_out_w * nb * Vec<T>::N; }
   std::size_t scratch_bytes(int accs) const {
     return Scratch::bytes<T>(copy_elems()) * 2 + Scratch::bytes<index_t>(max_rows) +
-           Scratch::bytes<T>(acc_elems()) * std::size_t(accs) + Scratch::bytes<T>(nb * Vec<T>::N) * 4 + 64;
+           Scratch::bytes<T>(acc_elems()) * std::size_t(accs) + Scratch::bytes<T>(nb * Vec<T>::N) * 4 +
+           Scratch::bytes<T>(tile) + 64;
   }
 };
 
@@ -466,6 +616,7 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
     T* a1 = mem.take<T>(su.acc_elems());
     T* a2 = mem.take<T>(su.acc_elems());
     Exponents<T> ex{mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N)};
+    T* tile = mem.take<T>(su.tile);
     for (index_t ui = u0; ui < u1; ++ui) {
       const Unit<T> u = Unit<T>::make(pb, su.nb, ui);
       const index_t nb = u.blocks;
@@ -474,24 +625,23 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
       for (int l = 0; l < n_levels; ++l) {
         const BinLevel<T>& lv = levels[l];
         const BinAxis& aw = lv.axis[2];
-        const LaneOffsets<T> lo(pb, u, lv);
+        const LevelIO<T> io(pb, u, lv, tile, su.tile);
+        const LaneOffsets<T>& lo = io.offsets();
         for (index_t od = 0; od < lv.axis[0].out; ++od)
           for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
             const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
-            const index_t at0 = level_offset(lv.stride, od, oh, 0);
             const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
             auto emit = [&](const T* acc, auto&& value) {
               for (index_t ow = 0; ow < aw.out; ++ow)
                 for (index_t b = 0; b < nb; ++b)
-                  put(lv.y, lo, u, at0 + ow * lv.stride[2] + b * lo.block_step,
-                      value(V::load(acc + (ow * nb + b) * V::N), ow, b));
+                  io.put(lv.y, od, oh, ow, b, value(V::load(acc + (ow * nb + b) * V::N), ow, b));
             };
             if (op == BinReduce::max) {
               if (lv.indices) {
                 max_bins<T, true>(src, aw, rows, nr, nb, a0, a1, a2);
                 for (index_t ow = 0; ow < aw.out; ++ow)
                   for (index_t b = 0; b < nb; ++b) {
-                    const index_t s = (ow * nb + b) * V::N, at = at0 + ow * lv.stride[2] + b * lo.block_step;
+                    const index_t s = (ow * nb + b) * V::N, at = io.at(od, oh, ow, b);
                     for (index_t i = 0; i < u.lanes; ++i)
                       lv.indices[lo.off[i] + at] = argmax_position(double(a1[s + i]), double(a2[s + i]), rows, aw, ow, su.W);
                   }
@@ -500,7 +650,7 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
               }
               emit(a0, [](V v, index_t, index_t) { return v; });
             } else if (op == BinReduce::avg) {
-              sum_bins(src, aw, rows, nr, nb, a0, [](V v, index_t) { return v; });
+              sum_bins<false>(src, aw, rows, nr, nb, a0, a1, [](V v, index_t) { return Pair<V>{v, v}; });
               emit(a0, [&](V v, index_t ow, index_t) { return V::div(v, V::set1(T(dd * aw.divisor[ow]))); });
             } else {
               const bool gem = op == BinReduce::gem;
@@ -509,10 +659,11 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
                 constexpr int k = decltype(K)::value;
                 const bool scaled = k != 1;
                 if (scaled) max_of_bins(src, aw, rows, nr, nb, a1, mag);
-                sum_bins(src, aw, rows, nr, nb, a0, [&](V v, index_t slot) {
+                sum_bins<false>(src, aw, rows, nr, nb, a0, a2, [&](V v, index_t slot) {
                   const V t = mag(v);
-                  return pow_p<V, k>(scaled ? V::div(t, V::load(a1 + slot * V::N)) : t,
-                                     V::load(ex.p + (slot % nb) * V::N));
+                  const V q = pow_p<V, k>(scaled ? V::div(t, V::load(a1 + slot * V::N)) : t,
+                                          V::load(ex.p + (slot % nb) * V::N));
+                  return Pair<V>{q, q};
                 });
                 emit(a0, [&](V s, index_t ow, index_t b) {
                   if (gem) s = V::div(s, V::set1(T(dd * aw.divisor[ow])));
@@ -522,6 +673,7 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
               });
             }
           }
+        io.store_all(lv.y);
       }
     }
   });
@@ -545,20 +697,20 @@ inline void covering_bins(const BinAxis& a, index_t* lo, index_t* hi) {
 // grad_y / divisor over the bins covering it (levels, then bins, in order).
 template <class T>
 void avg_backward_unit(const BinProblem& pb, const BinLevel<T>* levels, int n_levels, index_t* const* range,
-                       const Setup<T>& su, const Unit<T>& u, T** coef, T* gx) {
+                       const Setup<T>& su, const Unit<T>& u, T** coef, T* tile, T* row_buf, T* gx) {
   using V = Vec<T>;
   const index_t nb = u.blocks;
   for (int l = 0; l < n_levels; ++l) {
     const BinLevel<T>& lv = levels[l];
-    const LaneOffsets<T> lo(pb, u, lv);
+    const LevelIO<T> io(pb, u, lv, tile, su.tile);
+    io.load_all(lv.grad_y);
     index_t s = 0;
     for (index_t od = 0; od < lv.axis[0].out; ++od)
       for (index_t oh = 0; oh < lv.axis[1].out; ++oh)
         for (index_t ow = 0; ow < lv.axis[2].out; ++ow)
           for (index_t b = 0; b < nb; ++b, ++s) {
             const T d = T(lv.axis[0].divisor[od] * lv.axis[1].divisor[oh] * lv.axis[2].divisor[ow]);
-            V::store(coef[l] + s * V::N,
-                     V::div(fetch(lv.grad_y, lo, u, level_offset(lv.stride, od, oh, ow) + b * lo.block_step), V::set1(d)));
+            V::store(coef[l] + s * V::N, V::div(io.get(lv.grad_y, od, oh, ow, b), V::set1(d)));
           }
   }
   for (index_t r = 0; r < su.rows; ++r) {
@@ -582,8 +734,9 @@ void avg_backward_unit(const BinProblem& pb, const BinLevel<T>* levels, int n_le
         if (u.direct())
           V::store(gx + u.at(b, 0, r * su.W + w), acc);
         else
-          u.store_pixel(gx, r * su.W + w, acc);
+          V::store(row_buf + w * V::N, acc);
       }
+    if (!u.direct()) u.store_pixels(gx, r * su.W, su.W, row_buf);
   }
 }
 
@@ -624,6 +777,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
     for (T*& p : a) p = mem.take<T>(su.acc_elems());
     Exponents<T> ex{mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N)};
     T* gp_acc = mem.take<T>(su.nb * V::N);
+    T* tile = mem.take<T>(su.tile);
     T** coef = avg ? mem.take<T*>(n_levels) : nullptr;
     if (avg)
       for (int l = 0; l < n_levels; ++l) coef[l] = mem.take<T>(levels[l].bins() * su.nb * V::N);
@@ -632,7 +786,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
       const Unit<T> u = Unit<T>::make(pb, su.nb, ui);
       const index_t nb = u.blocks;
       if (avg) {
-        avg_backward_unit(pb, levels, n_levels, range, su, u, coef, gx);
+        avg_backward_unit(pb, levels, n_levels, range, su, u, coef, tile, copy, gx);
         continue;
       }
       u.zero(gx, su.P);
@@ -641,19 +795,20 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
         for (int l = 0; l < n_levels; ++l) {
           const BinLevel<T>& lv = levels[l];
           const BinAxis& aw = lv.axis[2];
-          const LaneOffsets<T> lo(pb, u, lv);
+          const LevelIO<T> io(pb, u, lv, tile, su.tile);
+          const LaneOffsets<T>& lo = io.offsets();
+          io.load_all(lv.grad_y);
           for (index_t od = 0; od < lv.axis[0].out; ++od)
             for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
-              const index_t at0 = level_offset(lv.stride, od, oh, 0);
               if (!lv.given_indices) {
                 const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
                 max_bins<T, true>(src, aw, rows, nr, nb, a[0], a[1], a[2]);
               }
               for (index_t ow = 0; ow < aw.out; ++ow)
                 for (index_t b = 0; b < nb; ++b) {
-                  const index_t at = at0 + ow * lv.stride[2] + b * lo.block_step, s = (ow * nb + b) * V::N;
+                  const index_t at = io.at(od, oh, ow, b), s = (ow * nb + b) * V::N;
                   alignas(64) T g[V::N];
-                  V::store(g, fetch(lv.grad_y, lo, u, at));
+                  V::store(g, io.get(lv.grad_y, od, oh, ow, b));
                   for (index_t i = 0; i < u.lanes; ++i) {
                     index_t pos;
                     if (lv.given_indices) {
@@ -688,11 +843,11 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
         for (int l = 0; l < n_levels; ++l) {
           const BinLevel<T>& lv = levels[l];
           const BinAxis& aw = lv.axis[2];
-          const LaneOffsets<T> lo(pb, u, lv);
+          const LevelIO<T> io(pb, u, lv, tile, su.tile);
+          io.load_all(lv.grad_y);
           for (index_t od = 0; od < lv.axis[0].out; ++od)
             for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
               const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
-              const index_t at0 = level_offset(lv.stride, od, oh, 0);
               const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
               if (scaled) max_of_bins(src, aw, rows, nr, nb, m, mag);
               auto ratio = [&](V v, index_t slot) {
@@ -700,12 +855,17 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
                 return scaled ? V::div(t, V::load(m + slot * V::N)) : t;
               };
               auto pw = [&](V r, index_t slot) { return pow_p<V, k>(r, V::load(ex.p + (slot % nb) * V::N)); };
-              sum_bins(src, aw, rows, nr, nb, s, [&](V v, index_t slot) { return pw(ratio(v, slot), slot); });
-              if (gem && gp)
-                sum_bins(src, aw, rows, nr, nb, sl, [&](V v, index_t slot) {
-                  const V r = ratio(v, slot);
-                  return V::mul(pw(r, slot), vlog(r));
+              if (gem && gp) {  // S and S_ln in one pass
+                sum_bins<true>(src, aw, rows, nr, nb, s, sl, [&](V v, index_t slot) {
+                  const V r = ratio(v, slot), q = pw(r, slot);
+                  return Pair<V>{q, V::mul(q, vlog(r))};
                 });
+              } else {
+                sum_bins<false>(src, aw, rows, nr, nb, s, sl, [&](V v, index_t slot) {
+                  const V q = pw(ratio(v, slot), slot);
+                  return Pair<V>{q, q};
+                });
+              }
               for (index_t ow = 0; ow < aw.out; ++ow)
                 for (index_t b = 0; b < nb; ++b) {
                   const index_t slot = (ow * nb + b) * V::N;
@@ -714,7 +874,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
                   const V mean = V::div(sv, dv);
                   const V pv = V::load(ex.p + b * V::N);
                   const V y = k == 1 ? mean : power_result(V::load(m + slot), mean, V::load(ex.inv_p + b * V::N), scaled);
-                  const V g = fetch(lv.grad_y, lo, u, at0 + ow * lv.stride[2] + b * lo.block_step);
+                  const V g = io.get(lv.grad_y, od, oh, ow, b);
                   V::store(yv + slot, y);
                   // gradient factor g/D, zero where y = 0 (LP: every tap was 0)
                   V::store(cf + slot, V::select(V::eq(y, zero), zero, V::div(g, dv)));

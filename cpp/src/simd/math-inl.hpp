@@ -260,3 +260,12 @@ void pow_array(const T* x, const T* p, T* y, index_t n) {
     V::store_n(y + i, vpow(V::load_n(x + i, m), V::load_n(p + i, m)), m);
   }
 }
+
+// n_blocks N x N blocks side by side transposed (an N x n_blocks*N matrix with row
+// stride ss into an n_blocks*N x N one with row stride ds): block k is read at
+// src + k*N and written at dst + k*N*ds by V::transpose_block. Exposed for the tests.
+template <class T>
+void transpose_array(const T* src, index_t ss, T* dst, index_t ds, index_t n_blocks) {
+  using V = Vec<T>;
+  for (index_t k = 0; k < n_blocks; ++k) V::transpose_block(src + k * V::N, ss, dst + k * V::N * ds, ds);
+}

@@ -64,6 +64,30 @@ struct Vec<float> {
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
   static void stream(float* p, Vec a) { _mm256_storeu_ps(p, a.v); }
+  // Transposes an N x N block: row i of src (N elements at src + i*src_stride) becomes
+  // column i of dst (element j of it at dst + j*dst_stride + i). Unaligned pointers; src
+  // and dst do not overlap. Exact bit copies (shuffles only, no arithmetic).
+  // r[i] = [row i | row i+4] of columns h..h+3 (the cross-lane step done by vinsertf128
+  // from memory); a 4x4 transpose inside each 128-bit lane (unpacklo/hi + shuffle) then
+  // leaves column h+j of rows 0-3 in lane 0 and of rows 4-7 in lane 1. Per vector: two
+  // half loads (one of them the insert), 2 shuffles, 1 store.
+  static void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
+    for (int h = 0; h < 8; h += 4) {  // columns h..h+3 -> dst rows h..h+3
+      __m256 r[4];
+      for (int i = 0; i < 4; ++i)
+        r[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(src + i * ss + h)),
+                                    _mm_loadu_ps(src + (i + 4) * ss + h), 1);
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);  // r00 r10 r01 r11 (per lane)
+      const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);  // r02 r12 r03 r13
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);  // r20 r30 r21 r31
+      const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);  // r22 r32 r23 r33
+      float* d = dst + h * ds;
+      _mm256_storeu_ps(d, _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)));
+      _mm256_storeu_ps(d + ds, _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)));
+      _mm256_storeu_ps(d + 2 * ds, _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)));
+      _mm256_storeu_ps(d + 3 * ds, _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+  }
 
   // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<float>.
   static Vec sub(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
@@ -138,6 +162,21 @@ struct Vec<double> {
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_pd(b.v, a.v, m)}; }
   static void stream(double* p, Vec a) { _mm256_storeu_pd(p, a.v); }
+  // Transposes an N x N block (semantics as Vec<float>::transpose_block). a = [row 0 |
+  // row 2], b = [row 1 | row 3] of columns 0-1 (c, d: columns 2-3), built by vinsertf128
+  // from memory; then unpacklo/hi_pd give whole columns. Per vector: 2 half loads (one an
+  // insert), 1 shuffle, 1 store.
+  static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
+    const double *r0 = src, *r1 = src + ss, *r2 = src + 2 * ss, *r3 = src + 3 * ss;
+    const __m256d a = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(r0)), _mm_loadu_pd(r2), 1);
+    const __m256d b = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(r1)), _mm_loadu_pd(r3), 1);
+    const __m256d c = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(r0 + 2)), _mm_loadu_pd(r2 + 2), 1);
+    const __m256d d = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(r1 + 2)), _mm_loadu_pd(r3 + 2), 1);
+    _mm256_storeu_pd(dst, _mm256_unpacklo_pd(a, b));
+    _mm256_storeu_pd(dst + ds, _mm256_unpackhi_pd(a, b));
+    _mm256_storeu_pd(dst + 2 * ds, _mm256_unpacklo_pd(c, d));
+    _mm256_storeu_pd(dst + 3 * ds, _mm256_unpackhi_pd(c, d));
+  }
 
   // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<double>.
   static Vec sub(Vec a, Vec b) { return {_mm256_sub_pd(a.v, b.v)}; }

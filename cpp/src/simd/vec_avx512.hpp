@@ -71,6 +71,41 @@ struct Vec<float> {
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
   static void stream(float* p, Vec a) { _mm512_storeu_ps(p, a.v); }
+  // Transposes an N x N block: row i of src (N elements at src + i*src_stride) becomes
+  // column i of dst (element j of it at dst + j*dst_stride + i). Unaligned pointers; src
+  // and dst do not overlap. Exact bit copies (shuffles only, no arithmetic).
+  // Per column half q (0, 8) and row half b (0, 8): r[i] = [row b+i | row b+i+4] of
+  // columns q..q+7 (256-bit load + vinsertf32x8 from memory); a 4x4 transpose inside each
+  // 128-bit lane (unpacklo/hi + shuffle) gives c[b][j] = column q+j of rows b..b+3, column
+  // q+4+j of rows b..b+3, then the same of rows b+4..b+7; one vshuff32x4 per output row
+  // picks lanes 0, 2 (or 1, 3) of c[0][j] and c[1][j]. Per vector: 1 load, 1 insert,
+  // 3 shuffles, 1 store. Zero-masked forms with a full mask throughout: the plain ones
+  // start from _mm512_undefined_ps (GCC 12 -Wmaybe-uninitialized, see min/max).
+  static void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
+    const __mmask16 all = 0xffff;
+    for (int q = 0; q < 16; q += 8) {
+      __m512 c[2][4];
+      for (int b = 0; b < 2; ++b) {
+        __m512 r[4];
+        for (int i = 0; i < 4; ++i) {
+          const float* p = src + (8 * b + i) * ss + q;
+          r[i] = _mm512_maskz_insertf32x8(all, _mm512_castps256_ps512(_mm256_loadu_ps(p)), _mm256_loadu_ps(p + 4 * ss), 1);
+        }
+        const __m512 t0 = _mm512_maskz_unpacklo_ps(all, r[0], r[1]);  // r00 r10 r01 r11 (per lane)
+        const __m512 t1 = _mm512_maskz_unpackhi_ps(all, r[0], r[1]);  // r02 r12 r03 r13
+        const __m512 t2 = _mm512_maskz_unpacklo_ps(all, r[2], r[3]);  // r20 r30 r21 r31
+        const __m512 t3 = _mm512_maskz_unpackhi_ps(all, r[2], r[3]);  // r22 r32 r23 r33
+        c[b][0] = _mm512_maskz_shuffle_ps(all, t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+        c[b][1] = _mm512_maskz_shuffle_ps(all, t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+        c[b][2] = _mm512_maskz_shuffle_ps(all, t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        c[b][3] = _mm512_maskz_shuffle_ps(all, t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      for (int j = 0; j < 4; ++j) {
+        _mm512_storeu_ps(dst + (q + j) * ds, _mm512_maskz_shuffle_f32x4(all, c[0][j], c[1][j], _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_storeu_ps(dst + (q + 4 + j) * ds, _mm512_maskz_shuffle_f32x4(all, c[0][j], c[1][j], _MM_SHUFFLE(3, 1, 3, 1)));
+      }
+    }
+  }
 
   // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<float>.
   static Vec sub(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
@@ -158,6 +193,31 @@ struct Vec<double> {
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm512_mask_blend_pd(m, b.v, a.v)}; }
   static void stream(double* p, Vec a) { _mm512_storeu_pd(p, a.v); }
+  // Transposes an N x N block (semantics as Vec<float>::transpose_block). Per column half
+  // q (0, 4): r[k] = [row i | row i+2] of columns q..q+3 for i = 0, 1, 4, 5 (256-bit load
+  // + vinsertf64x4 from memory); unpacklo/hi_pd of rows (0, 1) give, per 128-bit lane,
+  // columns q / q+2 of rows 0-1 and 2-3 (likewise rows 4-7 from (4, 5)); one vshuff64x2
+  // per output row picks lanes 0, 2 (or 1, 3) of the two. Per vector: 1 load, 1 insert,
+  // 2 shuffles, 1 store. Zero-masked forms as in Vec<float>.
+  static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
+    const __mmask8 all = 0xff;
+    for (int q = 0; q < 8; q += 4) {
+      __m512d r[4];
+      const int rows[4] = {0, 1, 4, 5};
+      for (int k = 0; k < 4; ++k) {
+        const double* p = src + rows[k] * ss + q;
+        r[k] = _mm512_maskz_insertf64x4(all, _mm512_castpd256_pd512(_mm256_loadu_pd(p)), _mm256_loadu_pd(p + 2 * ss), 1);
+      }
+      const __m512d lo0 = _mm512_maskz_unpacklo_pd(all, r[0], r[1]);  // columns q, q+2 of rows 0-3
+      const __m512d hi0 = _mm512_maskz_unpackhi_pd(all, r[0], r[1]);  // columns q+1, q+3 of rows 0-3
+      const __m512d lo1 = _mm512_maskz_unpacklo_pd(all, r[2], r[3]);  // columns q, q+2 of rows 4-7
+      const __m512d hi1 = _mm512_maskz_unpackhi_pd(all, r[2], r[3]);  // columns q+1, q+3 of rows 4-7
+      _mm512_storeu_pd(dst + q * ds, _mm512_maskz_shuffle_f64x2(all, lo0, lo1, _MM_SHUFFLE(2, 0, 2, 0)));
+      _mm512_storeu_pd(dst + (q + 1) * ds, _mm512_maskz_shuffle_f64x2(all, hi0, hi1, _MM_SHUFFLE(2, 0, 2, 0)));
+      _mm512_storeu_pd(dst + (q + 2) * ds, _mm512_maskz_shuffle_f64x2(all, lo0, lo1, _MM_SHUFFLE(3, 1, 3, 1)));
+      _mm512_storeu_pd(dst + (q + 3) * ds, _mm512_maskz_shuffle_f64x2(all, hi0, hi1, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+  }
 
   // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<double>.
   static Vec sub(Vec a, Vec b) { return {_mm512_sub_pd(a.v, b.v)}; }

@@ -55,6 +55,22 @@ struct Vec<float> {
   static Vec max_nan(Vec acc, Vec v) { return select(gt_or_nan(v, acc), v, acc); }
   static Vec select(M m, Vec a, Vec b) { return {vbslq_f32(m, a.v, b.v)}; }
   static void stream(float* p, Vec a) { vst1q_f32(p, a.v); }
+  // Transposes an N x N block: row i of src (N elements at src + i*src_stride) becomes
+  // column i of dst (element j of it at dst + j*dst_stride + i). Unaligned pointers; src
+  // and dst do not overlap. Exact bit copies (permutes only, no arithmetic).
+  // trn1/trn2 of row pairs, then zip1/zip2 of 64-bit halves: 2 permutes per vector.
+  static void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
+    const float32x4_t r0 = vld1q_f32(src), r1 = vld1q_f32(src + ss);
+    const float32x4_t r2 = vld1q_f32(src + 2 * ss), r3 = vld1q_f32(src + 3 * ss);
+    const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));  // r00 r10 r02 r12
+    const float64x2_t t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));  // r01 r11 r03 r13
+    const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));  // r20 r30 r22 r32
+    const float64x2_t t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));  // r21 r31 r23 r33
+    vst1q_f32(dst, vreinterpretq_f32_f64(vzip1q_f64(t0, t2)));
+    vst1q_f32(dst + ds, vreinterpretq_f32_f64(vzip1q_f64(t1, t3)));
+    vst1q_f32(dst + 2 * ds, vreinterpretq_f32_f64(vzip2q_f64(t0, t2)));
+    vst1q_f32(dst + 3 * ds, vreinterpretq_f32_f64(vzip2q_f64(t1, t3)));
+  }
 
   // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<float>.
   static Vec sub(Vec a, Vec b) { return {vsubq_f32(a.v, b.v)}; }
@@ -129,6 +145,13 @@ struct Vec<double> {
   static Vec max_nan(Vec acc, Vec v) { return select(gt_or_nan(v, acc), v, acc); }
   static Vec select(M m, Vec a, Vec b) { return {vbslq_f64(m, a.v, b.v)}; }
   static void stream(double* p, Vec a) { vst1q_f64(p, a.v); }
+  // Transposes an N x N block (semantics as Vec<float>::transpose_block): zip1/zip2,
+  // 1 permute per vector.
+  static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
+    const float64x2_t r0 = vld1q_f64(src), r1 = vld1q_f64(src + ss);
+    vst1q_f64(dst, vzip1q_f64(r0, r1));
+    vst1q_f64(dst + ds, vzip2q_f64(r0, r1));
+  }
 
   // ---- element-wise math (simd/math-inl.hpp): same semantics as Scalar<double>.
   static uint64x2_t u64(float64x2_t a) { return vreinterpretq_u64_f64(a); }

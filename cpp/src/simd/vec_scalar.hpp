@@ -44,6 +44,10 @@ struct Scalar {
   static Scalar max_nan(Scalar acc, Scalar v) { return {v.v > acc.v || v.v != v.v ? v.v : acc.v}; }
   static Scalar select(M m, Scalar a, Scalar b) { return {m ? a.v : b.v}; }
   static void stream(T* p, Scalar a) { *p = a.v; }
+  // Transposes an N x N block: row i of src (N elements at src + i*src_stride) becomes
+  // column i of dst (element j of it at dst + j*dst_stride + i). Unaligned pointers; src
+  // and dst do not overlap. Exact bit copies (NaN payloads kept). One lane: one copy.
+  static void transpose_block(const T* src, index_t, T* dst, index_t) { __builtin_memcpy(dst, src, sizeof(T)); }
 
   // ---- element-wise math (simd/math-inl.hpp); every vector type has the same set.
   using U = typename BitsOf<T>::type;
