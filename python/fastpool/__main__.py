@@ -1,10 +1,13 @@
 """The main job: ``python -m fastpool [--threads N] [--quick] [--no-torch]``.
 
 Prints ``show_config()``, then for the pooling layers of AlexNet, VGG-16 and
-ResNet-50 (float32, both layouts, forward and backward) checks fastpool against the
-plain-NumPy baseline (:mod:`fastpool._numpy_pool`) and times fastpool, NumPy and,
-if importable, PyTorch (``torch.nn.functional``, backward through autograd, as many
-threads as fastpool). Exits with status 1 if any check fails.
+ResNet-50 and for the heads put on their last feature maps (global average, GeM,
+adaptive average to 6x6, spatial pyramid pooling; float32, both layouts, forward and
+backward) checks fastpool against the plain-NumPy baseline
+(:mod:`fastpool._numpy_pool`) and times fastpool, NumPy and, if importable, PyTorch
+(``torch.nn.functional``, composed from torch ops where torch has no single op, see
+:func:`fastpool._benchutil.torch_forward`; backward through autograd, as many threads
+as fastpool). Exits with status 1 if any check fails.
 """
 
 from __future__ import annotations
@@ -19,21 +22,33 @@ import numpy as np
 
 import fastpool
 from fastpool import _numpy_pool as npool
-from fastpool._benchutil import OtherLoad, uniform
+from fastpool._benchutil import OtherLoad, exact_forward, pool_call, torch_call, uniform
 
-# (network, label, kind, channels_first shape, kernel, stride, padding)
-CASES: List[Tuple[str, str, str, Tuple[int, ...], int, int, int]] = [
-    ("alexnet", "maxpool 3x3/2", "max", (32, 64, 55, 55), 3, 2, 0),
-    ("alexnet", "maxpool 3x3/2", "max", (32, 192, 27, 27), 3, 2, 0),
-    ("alexnet", "maxpool 3x3/2", "max", (32, 256, 13, 13), 3, 2, 0),
+
+def win(k: int, s: int, p: int) -> Dict[str, Any]:
+    """A square 2D window's keyword arguments."""
+    return dict(kernel_size=(k, k), stride=(s, s), padding=(p, p))
+
+
+# (network, label, fastpool operator, channels_first shape, keyword arguments)
+CASES: List[Tuple[str, str, str, Tuple[int, ...], Dict[str, Any]]] = [
+    ("alexnet", "maxpool 3x3/2", "max_pool2d", (32, 64, 55, 55), win(3, 2, 0)),
+    ("alexnet", "maxpool 3x3/2", "max_pool2d", (32, 192, 27, 27), win(3, 2, 0)),
+    ("alexnet", "maxpool 3x3/2", "max_pool2d", (32, 256, 13, 13), win(3, 2, 0)),
+    # Heads on AlexNet's conv5: torchvision's adaptive average to 6x6; SPP-net's pyramid.
+    ("alexnet", "adaptive avgpool 6x6", "adaptive_avg_pool2d", (32, 256, 13, 13), dict(output_size=(6, 6))),
+    ("alexnet", "SPP 1,2,4 max", "spatial_pyramid_pool", (32, 256, 13, 13), dict(levels=(1, 2, 4))),
     # VGG-16's two largest pooling layers at batch 8 to keep the job under a minute.
-    ("vgg16", "maxpool 2x2/2", "max", (8, 64, 224, 224), 2, 2, 0),
-    ("vgg16", "maxpool 2x2/2", "max", (8, 128, 112, 112), 2, 2, 0),
-    ("vgg16", "maxpool 2x2/2", "max", (32, 256, 56, 56), 2, 2, 0),
-    ("vgg16", "maxpool 2x2/2", "max", (32, 512, 28, 28), 2, 2, 0),
-    ("vgg16", "maxpool 2x2/2", "max", (32, 512, 14, 14), 2, 2, 0),
-    ("resnet50", "maxpool 3x3/2 p1", "max", (32, 64, 112, 112), 3, 2, 1),
-    ("resnet50", "global avgpool 7x7", "avg", (32, 2048, 7, 7), 7, 7, 0),
+    ("vgg16", "maxpool 2x2/2", "max_pool2d", (8, 64, 224, 224), win(2, 2, 0)),
+    ("vgg16", "maxpool 2x2/2", "max_pool2d", (8, 128, 112, 112), win(2, 2, 0)),
+    ("vgg16", "maxpool 2x2/2", "max_pool2d", (32, 256, 56, 56), win(2, 2, 0)),
+    ("vgg16", "maxpool 2x2/2", "max_pool2d", (32, 512, 28, 28), win(2, 2, 0)),
+    ("vgg16", "maxpool 2x2/2", "max_pool2d", (32, 512, 14, 14), win(2, 2, 0)),
+    ("resnet50", "maxpool 3x3/2 p1", "max_pool2d", (32, 64, 112, 112), win(3, 2, 1)),
+    ("resnet50", "avgpool 7x7", "avg_pool2d", (32, 2048, 7, 7), win(7, 7, 0)),
+    # Heads on ResNet-50's last map: classification (global average), retrieval (GeM).
+    ("resnet50", "global avgpool", "global_avg_pool", (32, 2048, 7, 7), {}),
+    ("resnet50", "GeM p=3", "gem_pool", (32, 2048, 7, 7), dict(p=3.0)),
 ]
 LAYOUTS = ("channels_first", "channels_last")
 DIRECTIONS = ("fwd", "bwd")
@@ -67,61 +82,35 @@ def time_once(prepare: Optional[Callable[[], Any]], run: Callable[..., Any]) -> 
     return time.perf_counter() - t0
 
 
-def torch_call(torch: Any, kind: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
-               kw: Dict[str, Any]) -> Tuple[Optional[Callable], Callable]:
-    """(prepare, run) timing torch's forward, or its autograd backward."""
-    rank = x.ndim - 2
-    fn = getattr(torch.nn.functional, f"{kind}_pool{rank}d")
-    perm = (0, rank + 1) + tuple(range(1, rank + 1))  # NHWC memory seen as NCHW
-
-    def as_torch(a: np.ndarray) -> Any:
-        t = torch.from_numpy(a)
-        return t.permute(perm) if layout == "channels_last" else t
-
-    args = (kw["kernel_size"], kw["stride"], kw["padding"])
-    xt = as_torch(x)
-    if direction == "fwd":
-        def fwd() -> Any:
-            with torch.no_grad():
-                return fn(xt, *args)
-        return None, fwd
-
-    xg, gt = xt.detach().requires_grad_(True), as_torch(g)
-
-    def prepare_bwd() -> Any:
-        xg.grad = None  # a fresh gradient each call, as fastpool's
-        return fn(xg, *args)
-    return prepare_bwd, lambda y: y.backward(gt)
+def check_results(got: Any, ref: Any, what: str, exact: bool) -> None:
+    """fastpool's result (an array, or a tuple such as GeM's (grad_x, grad_p)) against NumPy's."""
+    got, ref = (got, ref) if isinstance(ref, tuple) else ((got,), (ref,))
+    if len(got) != len(ref):
+        raise CheckFailed(f"{what}: got {len(got)} results, expected {len(ref)}")
+    for i, (a, b) in enumerate(zip(got, ref)):
+        if i == 0:
+            check_close(a, b, what, rtol=0 if exact else 1e-5, atol=0 if exact else 1e-5)
+        else:  # GeM's grad_p: a float32 sum over the batch and channels, of terms of both signs
+            check_close(a, b, f"{what} (grad_p)", rtol=1e-4, atol=1e-4)
 
 
-def calls(kind: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
-          kw: Dict[str, Any]) -> Tuple[Callable[[], np.ndarray], Callable[[], np.ndarray]]:
-    """fastpool's call and the NumPy baseline's (same signatures) for one step."""
-    if direction == "fwd":
-        name, args = f"{kind}_pool", (x,)
-    else:
-        name, args = f"{kind}_pool_backward", (g, x if kind == "max" else x.shape)
-    f_fp, f_np = getattr(fastpool, name), getattr(npool, name)
-    return (lambda: f_fp(*args, layout=layout, **kw)), (lambda: f_np(*args, layout=layout, **kw))
-
-
-def run_step(what: str, kind: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
+def run_step(what: str, op: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
              kw: Dict[str, Any], torch: Any, reps: Dict[str, int]
              ) -> Tuple[Dict[str, Optional[float]], Optional[str], Tuple[int, ...]]:
     """Check fastpool against NumPy, then time the contenders, interleaved.
 
     Returns the median ms per contender, a failure message or None, and the
     reference result's shape."""
-    f_fp, f_np = calls(kind, direction, x, g, layout, kw)
+    f_fp = pool_call(fastpool, op, direction, x, g, layout, kw)
+    f_np = pool_call(npool, op, direction, x, g, layout, kw)
     samples: Dict[str, List[float]] = {"fastpool": [], "numpy": [], "torch": []}
     t0 = time.perf_counter()
     ref = f_np()  # the check run is NumPy's first timing sample
     samples["numpy"].append(time.perf_counter() - t0)
-    ref_shape = ref.shape
+    ref_shape = (ref[0] if isinstance(ref, tuple) else ref).shape
     failure = None
     try:
-        exact = kind == "max" and direction == "fwd"
-        check_close(f_fp(), ref, what, rtol=0 if exact else 1e-5, atol=0 if exact else 1e-5)
+        check_results(f_fp(), ref, what, exact=direction == "fwd" and exact_forward(op, kw))
     except CheckFailed as e:
         failure = str(e)
     except Exception as e:  # a crash: report it, keep going
@@ -132,7 +121,7 @@ def run_step(what: str, kind: str, direction: str, x: np.ndarray, g: Optional[np
     if failure is None:
         contenders["fastpool"] = (None, f_fp)
     if torch is not None:
-        contenders["torch"] = torch_call(torch, kind, direction, x, g, layout, kw)
+        contenders["torch"] = torch_call(torch, op, direction, x, g, layout, kw)
         time_once(*contenders["torch"])  # warm-up; fastpool's was the check
     # Interleave the contenders, so a change in memory bandwidth hits them all.
     for _ in range(max(reps.values())):
@@ -178,9 +167,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     failures: List[str] = []
     t_start = time.perf_counter()
     load = OtherLoad()
-    for net, label, kind, shape, k, s, p in CASES:
-        rank = len(shape) - 2
-        kw = dict(kernel_size=(k,) * rank, stride=(s,) * rank, padding=(p,) * rank)
+    for net, label, op, shape, kw in CASES:
         name = f"{net} {label}"
         for layout in LAYOUTS:
             xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
@@ -189,7 +176,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for direction in DIRECTIONS:
                 what = f"{name} {shape_s} {layout} {direction}"
                 print(f"[{len(rows) + 1}/{n_steps}] {what} ...", file=sys.stderr, flush=True)
-                ms, failure, y_shape = run_step(what, kind, direction, x, g, layout, kw, torch, reps)
+                ms, failure, y_shape = run_step(what, op, direction, x, g, layout, kw, torch, reps)
                 if failure:
                     failures.append(failure)
                 if direction == "fwd":
@@ -211,6 +198,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"Medians of {reps['fastpool']} fastpool / {reps['torch']} torch runs after a warm-up; "
           f"NumPy: {numpy_runs} (the first is the checking run; no warm-up). Fresh outputs every call.")
     print("torch backward: autograd .backward() only (its forward runs untimed before each call).")
+    print("torch global avgpool: adaptive_avg_pool2d(x, 1); GeM: clamp, pow, mean, pow with a learnable p\n"
+          "(its backward, as fastpool's, also gives grad_p); SPP: adaptive_max_pool2d per level, concatenated.")
     print("VGG-16's 224x224 and 112x112 layers use batch 8, every other layer batch 32.")
     print("vs X = X's time / fastpool's time (> 1: fastpool is faster).\n")
     print(fmt(headers))

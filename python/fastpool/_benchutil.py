@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
-from typing import Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+
+# Backward functions that take the input's shape instead of the input.
+SHAPE_ONLY_BACKWARD = ("avg_pool", "global_avg_pool", "adaptive_avg_pool")
 
 
 def uniform(rng: np.random.Generator, shape: Tuple[int, ...]) -> np.ndarray:
@@ -45,3 +50,85 @@ class OtherLoad:
         if share > 0.1:
             msg += ": WARNING, the timings are disturbed (a thread waiting for a busy core shows as ~8 ms steps)"
         return msg
+
+
+def base_name(op: str) -> str:
+    """The rank-generic function of an operator: "max_pool2d" -> "max_pool"."""
+    return re.sub(r"[123]d$", "", op)
+
+
+def exact_forward(op: str, kw: Dict[str, Any]) -> bool:
+    """Whether the forward only selects input values (max), so must match bitwise."""
+    name = base_name(op)
+    return "max_pool" in name or (name == "spatial_pyramid_pool" and kw.get("mode", "max") == "max")
+
+
+def pool_call(module: Any, op: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
+              kw: Dict[str, Any], **extra: Any) -> Callable[[], Any]:
+    """``module.<op>(x, ...)`` or ``module.<op>_backward(g, x or x.shape, ...)`` as a
+    call without arguments; ``module`` is fastpool or its NumPy baseline (same
+    signatures), ``extra`` e.g. ``out=``."""
+    name = base_name(op)
+    if direction == "fwd":
+        return functools.partial(getattr(module, name), x, layout=layout, **kw, **extra)
+    a = x.shape if name in SHAPE_ONLY_BACKWARD else x
+    return functools.partial(getattr(module, name + "_backward"), g, a, layout=layout, **kw, **extra)
+
+
+def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[Callable[[Any], Any], List[Any]]:
+    """torch's forward of an operator, one ``torch.nn.functional`` op or composed
+    ones where torch has none, and its learnable parameters (GeM's p).
+
+    Global pooling is adaptive pooling to 1 (torchvision's head), flattened to (N, C);
+    GeM is clamp, pow, mean, pow with p a tensor that requires grad (cirtorch); SPP is
+    adaptive pooling to each level, flattened and concatenated."""
+    F, name = torch.nn.functional, base_name(op)
+    if name in ("max_pool", "avg_pool"):
+        fn = getattr(F, f"{name}{rank}d")
+        return (lambda t: fn(t, **kw)), []
+    if name.startswith("global_"):
+        fn = getattr(F, f"adaptive_{name[7:]}{rank}d")
+        return (lambda t: fn(t, 1).flatten(1)), []
+    if name.startswith("adaptive_"):
+        fn = getattr(F, f"{name}{rank}d")
+        return (lambda t: fn(t, kw["output_size"])), []
+    if name == "spatial_pyramid_pool":
+        fn = getattr(F, f"adaptive_{kw.get('mode', 'max')}_pool{rank}d")
+        return (lambda t: torch.cat([fn(t, lv).flatten(1) for lv in kw["levels"]], 1)), []
+    if name == "gem_pool":
+        p = torch.tensor(np.asarray(kw.get("p", 3.0), dtype=np.float32), requires_grad=True)
+        dims, eps = tuple(range(2, rank + 2)), kw.get("eps", 1e-6)
+
+        def gem(t: Any) -> Any:
+            pb = p.view(-1, *(1,) * rank) if p.ndim else p  # one per channel
+            return t.clamp(min=eps).pow(pb).mean(dims).pow(1 / p)
+        return gem, [p]
+    raise ValueError(f"no torch equivalent of {op}")
+
+
+def torch_call(torch: Any, op: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
+               kw: Dict[str, Any]) -> Tuple[Optional[Callable[[], Any]], Callable[..., Any]]:
+    """(prepare, run) timing torch's forward under ``no_grad`` (prepare is None), or
+    its autograd ``.backward()`` (prepare, untimed, runs the forward with a fresh
+    gradient; run takes its result)."""
+    rank = x.ndim - 2
+    perm = (0, rank + 1) + tuple(range(1, rank + 1))  # NHWC memory seen as NCHW
+    fn, params = torch_forward(torch, op, kw, rank)
+
+    def as_torch(a: np.ndarray) -> Any:
+        t = torch.from_numpy(a)
+        return t.permute(perm) if layout == "channels_last" and a.ndim == x.ndim else t
+
+    xt = as_torch(x)
+    if direction == "fwd":
+        def fwd() -> Any:
+            with torch.no_grad():
+                return fn(xt)
+        return None, fwd
+    xg, gt = xt.detach().requires_grad_(True), as_torch(g)
+
+    def prepare() -> Any:
+        for t in (xg, *params):
+            t.grad = None  # fresh gradients every call, as fastpool's
+        return fn(xg)
+    return prepare, lambda y: y.backward(gt)

@@ -1,4 +1,7 @@
-"""Plain-NumPy max/avg pooling, forward and backward: the benchmarks' baseline.
+"""Plain-NumPy pooling, forward and backward: the benchmarks' baseline.
+
+Windowed max/avg pooling, and (at the end of the file) global, adaptive, spatial
+pyramid and global GeM pooling.
 
 Used by ``python -m fastpool`` and ``asv_bench/compare.py`` as the "NumPy" speed
 baseline and to check fastpool's results; the test suite has its own reference in
@@ -207,3 +210,181 @@ def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, paddin
     for t in g.taps():
         gp[t] += share
     return np.ascontiguousarray(gp[g.interior()])
+
+
+# --- bin reductions: global, adaptive, spatial pyramid, GeM ----------------------------
+#
+# One NumPy reduction per adaptive bin (PyTorch's rule: bin i of an axis of size I cut
+# into O covers [floor(i*I/O), ceil((i+1)*I/O))), over the bin's spatial axes of every
+# (n, c) at once. Global pooling is the one-bin case. Batched inputs only.
+
+__all__ += ["global_max_pool", "global_max_pool_backward", "global_avg_pool", "global_avg_pool_backward",
+            "adaptive_max_pool", "adaptive_max_pool_backward", "adaptive_avg_pool", "adaptive_avg_pool_backward",
+            "spatial_pyramid_pool", "spatial_pyramid_pool_backward", "gem_pool", "gem_pool_backward"]
+
+
+def _spatial_axes(ndim: int, layout: str) -> List[int]:
+    return list(range(1, ndim - 1)) if layout == "channels_last" else list(range(2, ndim))
+
+
+def _bins(shape, output_size, layout):
+    """(output index, input index) of every bin, row-major; the output keeps each
+    bin as a size-1 slice so the reductions can keep their dimensions."""
+    axes = _spatial_axes(len(shape), layout)
+    sizes = [shape[a] if o is None else int(o) for a, o in zip(axes, _seq(output_size, len(axes)))]
+    per_axis = [[(o, (o * shape[a] // n, -(-(o + 1) * shape[a] // n))) for o in range(n)]
+                for a, n in zip(axes, sizes)]
+    out_shape = list(shape)
+    for a, n in zip(axes, sizes):
+        out_shape[a] = n
+    bins = []
+    for combo in itertools.product(*per_axis):
+        oi, ii = [slice(None)] * len(shape), [slice(None)] * len(shape)
+        for a, (o, (s, e)) in zip(axes, combo):
+            oi[a], ii[a] = slice(o, o + 1), slice(s, e)
+        bins.append((tuple(oi), tuple(ii)))
+    return tuple(out_shape), axes, bins
+
+
+def _seq(v: Any, rank: int) -> Tuple[Any, ...]:
+    return tuple(v) if isinstance(v, Sequence) else (v,) * rank
+
+
+def adaptive_max_pool(x, output_size, layout="channels_first"):
+    """Adaptive max pooling; see :func:`fastpool.adaptive_max_pool`."""
+    shape, axes, bins = _bins(x.shape, output_size, layout)
+    y = np.empty(shape, dtype=x.dtype)
+    for oi, ii in bins:
+        y[oi] = x[ii].max(axis=tuple(axes), keepdims=True)  # propagates NaN
+    return y
+
+
+def adaptive_avg_pool(x, output_size, layout="channels_first"):
+    """Adaptive average pooling; see :func:`fastpool.adaptive_avg_pool`."""
+    shape, axes, bins = _bins(x.shape, output_size, layout)
+    y = np.empty(shape, dtype=x.dtype)
+    for oi, ii in bins:
+        y[oi] = x[ii].mean(axis=tuple(axes), keepdims=True)
+    return y
+
+
+def adaptive_max_pool_backward(grad_output, x, output_size, layout="channels_first"):
+    """Gradient of :func:`adaptive_max_pool`: each bin's gradient goes to its first
+    maximum in row-major order (to its last NaN if it has one)."""
+    shape, axes, bins = _bins(x.shape, output_size, layout)
+    r = len(axes)
+    last = tuple(range(-r, 0))
+    gx = np.zeros(x.shape, dtype=grad_output.dtype)
+    for oi, ii in bins:
+        block = np.moveaxis(x[ii], axes, last)
+        lead = block.shape[:-r]
+        flat = block.reshape(lead + (-1,))
+        arg = np.argmax(flat, axis=-1)
+        nan = np.isnan(flat)
+        if nan.any():
+            arg = np.where(nan.any(-1), flat.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1), arg)
+        hit = np.arange(flat.shape[-1]) == arg[..., None]
+        share = hit * np.moveaxis(grad_output[oi], axes, last).reshape(lead + (1,))
+        gx[ii] += np.moveaxis(share.reshape(block.shape), last, axes)
+    return gx
+
+
+def adaptive_avg_pool_backward(grad_output, input_shape, output_size, layout="channels_first"):
+    """Gradient of :func:`adaptive_avg_pool` w.r.t. its input of shape ``input_shape``."""
+    shape, axes, bins = _bins(tuple(input_shape), output_size, layout)
+    gx = np.zeros(tuple(input_shape), dtype=grad_output.dtype)
+    for oi, ii in bins:
+        gx[ii] += grad_output[oi] / int(np.prod([gx[ii].shape[a] for a in axes]))
+    return gx
+
+
+def _global_shape(shape, layout):
+    """(N, C) of a batched input."""
+    return (shape[0], shape[-1] if layout == "channels_last" else shape[1])
+
+
+def global_max_pool(x, layout="channels_first"):
+    """Global max pooling to (N, C); see :func:`fastpool.global_max_pool`."""
+    return x.max(axis=tuple(_spatial_axes(x.ndim, layout)))
+
+
+def global_avg_pool(x, layout="channels_first"):
+    """Global average pooling to (N, C); see :func:`fastpool.global_avg_pool`."""
+    return x.mean(axis=tuple(_spatial_axes(x.ndim, layout)))
+
+
+def _keep_spatial(grad_output, ndim, layout):
+    """(N, C) gradient as (N, C, 1, ..) or (N, 1, .., C)."""
+    return np.expand_dims(grad_output, tuple(_spatial_axes(ndim, layout)))
+
+
+def global_max_pool_backward(grad_output, x, layout="channels_first"):
+    """Gradient of :func:`global_max_pool` (argmax recomputed from ``x``)."""
+    return adaptive_max_pool_backward(_keep_spatial(grad_output, x.ndim, layout), x, 1, layout)
+
+
+def global_avg_pool_backward(grad_output, input_shape, layout="channels_first"):
+    """Gradient of :func:`global_avg_pool`."""
+    g = _keep_spatial(grad_output, len(input_shape), layout)
+    spatial = [input_shape[a] for a in _spatial_axes(len(input_shape), layout)]
+    return np.broadcast_to(g / int(np.prod(spatial)), tuple(input_shape)).copy()
+
+
+def _as_channels_first(a, layout):
+    return np.moveaxis(a, -1, 1) if layout == "channels_last" else a
+
+
+def spatial_pyramid_pool(x, levels=(1, 2, 4), mode="max", layout="channels_first"):
+    """Spatial pyramid pooling to (N, C * sum(bins)), level by level, each flattened
+    as C x bins; see :func:`fastpool.spatial_pyramid_pool`."""
+    pool = adaptive_max_pool if mode == "max" else adaptive_avg_pool
+    return np.concatenate([_as_channels_first(pool(x, lv, layout), layout).reshape(x.shape[0], -1)
+                           for lv in levels], axis=1)
+
+
+def spatial_pyramid_pool_backward(grad_output, x, levels=(1, 2, 4), mode="max", layout="channels_first"):
+    """Gradient of :func:`spatial_pyramid_pool`: the sum of every level's."""
+    gx, off = np.zeros(x.shape, dtype=grad_output.dtype), 0
+    for lv in levels:
+        shape = _bins(x.shape, lv, layout)[0]
+        cf = (shape[0], shape[-1]) + shape[1:-1] if layout == "channels_last" else shape
+        n = int(np.prod(cf[1:]))
+        g = grad_output[:, off:off + n].reshape(cf)
+        g = np.moveaxis(g, 1, -1) if layout == "channels_last" else g
+        gx += (adaptive_max_pool_backward(g, x, lv, layout) if mode == "max"
+               else adaptive_avg_pool_backward(g, x.shape, lv, layout))
+        off += n
+    return gx
+
+
+def _gem_parts(x, p, eps, layout):
+    """The clamped input, p broadcastable to it, the spatial axes and the pooled size."""
+    axes = tuple(_spatial_axes(x.ndim, layout))
+    p = np.asarray(p, dtype=x.dtype)
+    if p.ndim:  # one per channel
+        p = p.reshape((-1,) + (1,) * len(axes)) if layout == "channels_first" else p
+    return np.maximum(x, x.dtype.type(eps)), p, axes, int(np.prod([x.shape[a] for a in axes]))
+
+
+def gem_pool(x, p=3.0, eps=1e-6, layout="channels_first"):
+    """Global GeM pooling to (N, C): ``mean(max(x, eps)^p)^(1/p)``; see
+    :func:`fastpool.gem_pool` (the windowed form is not in this baseline)."""
+    xc, pb, axes, _ = _gem_parts(x, p, eps, layout)
+    m = np.mean(xc ** pb, axis=axes)
+    return m ** (1 / np.asarray(p, dtype=x.dtype))
+
+
+def gem_pool_backward(grad_output, x, p=3.0, eps=1e-6, layout="channels_first"):
+    """Gradient of :func:`gem_pool`: ``(grad_x, grad_p)``, grad_p summed over the batch
+    (and over the channels for a scalar p, as a 0-d array)."""
+    xc, pb, axes, d = _gem_parts(x, p, eps, layout)
+    pn = np.asarray(p, dtype=x.dtype)
+    xp = xc ** pb
+    s = np.sum(xp, axis=axes)
+    y = (s / d) ** (1 / pn)
+    keep = _keep_spatial(grad_output * y ** (1 - pn) / d, x.ndim, layout)
+    gx = np.where(x > eps, keep * xc ** (pb - 1), 0).astype(x.dtype)
+    s_ln = np.sum(xp * np.log(xc), axis=axes)
+    gp = (grad_output * y * (s_ln / (pn * s) - np.log(s / d) / pn ** 2)).astype(np.float64)
+    gp = gp.sum(axis=0) if pn.ndim else gp.sum()
+    return gx, np.asarray(gp, dtype=x.dtype)

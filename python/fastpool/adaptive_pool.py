@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _bins, _core
+from . import _bins
 from ._validate import Layout, check_bool, check_float_array, check_layout, shape_tuple
 from .pooling import _Prepared, _ranked
 

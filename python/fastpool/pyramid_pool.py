@@ -10,7 +10,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _bins, _core
+from . import _bins
 from ._validate import Layout, _as_int, _is_sequence, check_float_array, check_layout
 from .pooling import _Prepared
 

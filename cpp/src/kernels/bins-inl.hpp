@@ -472,6 +472,50 @@ void max_of_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t n
   }
 }
 
+// Adds each lane's gradient g at its bin's argmax (bin row rk, column cj): a compare
+// per tap, memory touched only where a lane's maximum is.
+template <int U, class T>
+inline void route_chunk(T* q, index_t count, index_t step, Vec<T> kv, const T* ra, const T* ca, const T* ga) {
+  using V = Vec<T>;
+  typename V::M in_row[U];
+  V cj[U], g[U];
+  bool any = false;
+  for (int u = 0; u < U; ++u) {
+    in_row[u] = V::eq(V::load(ra + u * V::N), kv);
+    any = any || V::any(in_row[u]);
+    cj[u] = V::load(ca + u * V::N);
+    g[u] = V::load(ga + u * V::N);
+  }
+  if (!any) return;
+  for (index_t j = 0; j < count; ++j) {
+    const V jv = V::set1(T(j));
+    for (int u = 0; u < U; ++u) {
+      const auto m = V::m_and(in_row[u], V::eq(cj[u], jv));
+      if (!V::any(m)) continue;
+      T* t = q + j * step + u * V::N;
+      V::store(t, V::add(V::load(t), V::select(m, g[u], V::zero())));
+    }
+  }
+}
+
+template <class T>
+void route_bins(GradRows<T>& dst, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, const T* rk,
+                const T* cj, const T* g) {
+  using V = Vec<T>;
+  const index_t ps = dst.ps(), step = aw.step * ps;
+  for (index_t k = 0; k < nr; ++k) {
+    T* row = dst.get(rows[k]);
+    const V kv = V::set1(T(k));
+    for (index_t ow = 0; ow < aw.out; ++ow) {
+      T* p = row + aw.first[ow] * ps;
+      for_block_chunks(nb, [&](auto U, index_t b) {
+        const index_t at = (ow * nb + b) * V::N;
+        route_chunk<decltype(U)::value>(p + b * V::N, aw.count[ow], step, kv, rk + at, cj + at, g + at);
+      });
+    }
+  }
+}
+
 // Flat plane position of lane i's argmax from its (bin row, column).
 inline index_t argmax_position(double k, double j, const index_t* rows, const BinAxis& aw, index_t ow, index_t W) {
   return rows[index_t(k)] * W + aw.first[ow] + index_t(j) * aw.step;
@@ -789,42 +833,52 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
         avg_backward_unit(pb, levels, n_levels, range, su, u, coef, tile, copy, gx);
         continue;
       }
-      u.zero(gx, su.P);
+      // Gradients accumulate in rows the unit has zeroed (a whole-plane copy is
+      // zeroed by GradRows itself and written back once).
+      if (u.direct() || !su.whole || (op == BinReduce::max && levels[0].given_indices)) u.zero(gx, su.P);
+      if (op == BinReduce::max && levels[0].given_indices) {
+        // given indices: each lane's gradient goes where its index says
+        const BinLevel<T>& lv = levels[0];
+        const LevelIO<T> io(pb, u, lv, tile, su.tile);
+        const LaneOffsets<T>& lo = io.offsets();
+        io.load_all(lv.grad_y);
+        for (index_t od = 0; od < lv.axis[0].out; ++od)
+          for (index_t oh = 0; oh < lv.axis[1].out; ++oh)
+            for (index_t ow = 0; ow < lv.axis[2].out; ++ow)
+              for (index_t b = 0; b < nb; ++b) {
+                const index_t at = io.at(od, oh, ow, b);
+                alignas(64) T g[V::N];
+                V::store(g, io.get(lv.grad_y, od, oh, ow, b));
+                for (index_t i = 0; i < u.lanes; ++i) {
+                  const index_t pos = lv.given_indices[lo.off[i] + at];
+                  if (pos < 0 || pos >= su.P) {
+                    if (my_bad < 0 || lo.off[i] + at < my_bad) my_bad = lo.off[i] + at;
+                    continue;
+                  }
+                  gx[u.at(b, i, pos)] += g[i];
+                }
+              }
+        continue;
+      }
       if (op == BinReduce::max) {
+        // recomputed argmax, then each lane's gradient routed to it
         Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+        GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
         for (int l = 0; l < n_levels; ++l) {
           const BinLevel<T>& lv = levels[l];
           const BinAxis& aw = lv.axis[2];
           const LevelIO<T> io(pb, u, lv, tile, su.tile);
-          const LaneOffsets<T>& lo = io.offsets();
           io.load_all(lv.grad_y);
           for (index_t od = 0; od < lv.axis[0].out; ++od)
             for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
-              if (!lv.given_indices) {
-                const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
-                max_bins<T, true>(src, aw, rows, nr, nb, a[0], a[1], a[2]);
-              }
+              const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
+              max_bins<T, true>(src, aw, rows, nr, nb, a[0], a[1], a[2]);
               for (index_t ow = 0; ow < aw.out; ++ow)
-                for (index_t b = 0; b < nb; ++b) {
-                  const index_t at = io.at(od, oh, ow, b), s = (ow * nb + b) * V::N;
-                  alignas(64) T g[V::N];
-                  V::store(g, io.get(lv.grad_y, od, oh, ow, b));
-                  for (index_t i = 0; i < u.lanes; ++i) {
-                    index_t pos;
-                    if (lv.given_indices) {
-                      pos = lv.given_indices[lo.off[i] + at];
-                      if (pos < 0 || pos >= su.P) {
-                        if (my_bad < 0 || lo.off[i] + at < my_bad) my_bad = lo.off[i] + at;
-                        continue;
-                      }
-                    } else {
-                      pos = argmax_position(double(a[1][s + i]), double(a[2][s + i]), rows, aw, ow, su.W);
-                    }
-                    gx[u.at(b, i, pos)] += g[i];
-                  }
-                }
+                for (index_t b = 0; b < nb; ++b) V::store(a[3] + (ow * nb + b) * V::N, io.get(lv.grad_y, od, oh, ow, b));
+              route_bins(dst, aw, rows, nr, nb, a[1], a[2], a[3]);
             }
         }
+        dst.flush();
         continue;
       }
       // LP / GeM: per output row, passes over its bins for the maximum, the sums and
