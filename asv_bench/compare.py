@@ -11,20 +11,26 @@ them alike; the medians are reported. Contenders:
 * fastpool, with a fresh output every call and with ``out=`` reusing one buffer;
 * PyTorch (``torch.nn.functional``; forward under ``no_grad``; backward through
   autograd, timing ``.backward()`` only, its forward runs untimed before each call;
-  ``torch.set_num_threads``);
+  ``torch.set_num_threads``). Where torch has no single op it is composed
+  (:func:`fastpool._benchutil.torch_forward`): global pooling is adaptive pooling to
+  1, GeM is clamp, pow, mean, pow with a learnable p (its backward computes grad_p
+  too, as fastpool's), SPP is adaptive_max_pool2d per level, concatenated;
 * ONNX Runtime (forward only; needs ``onnx`` to build the model; channels_last is
   NCHW pooling between two Transpose nodes, which ORT's layout optimizer may remove)
-  and JAX (``lax.reduce_window`` under ``jit``, backward by ``jax.vjp``; XLA picks
-  its own thread count), each if importable;
+  and JAX (``lax.reduce_window`` under ``jit``, global pooling as a mean / max over
+  the spatial axes; backward by ``jax.vjp``; XLA picks its own thread count), each
+  if importable, for windowed and global max / average pooling;
 * the plain-NumPy baseline (single-threaded: timed only in the 1-thread rows, its
   time reused for the ratios of the other rows);
 * a copy roofline: ``np.copyto`` of an array the size of the input (at 2 threads
   the two halves are copied by two Python threads; NumPy releases the GIL).
 
-GB/s count the bytes an operator must read and write (forward: x and y; max
-backward: grad_output, x and grad_x; avg backward: grad_output and grad_x);
+GB/s count the bytes an operator must read and write (forward: x and y; backward:
+grad_output and grad_x, and x for the backwards that read it: max, GeM, SPP);
 "roof" is fastpool's GB/s over the copy's (read + write) GB/s measured in the same
 rounds; "x" columns are the peer's time over fastpool's (> 1: fastpool faster).
+GeM and SPP also get a "f+b" row: forward + backward, the sum of the two medians
+(torch's: its ``no_grad`` forward plus its ``.backward()``).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import numpy as np
 
 import fastpool
 from fastpool import _numpy_pool as npool
-from fastpool._benchutil import OtherLoad, uniform
+from fastpool._benchutil import SHAPE_ONLY_BACKWARD, OtherLoad, base_name, pool_call, torch_call, uniform
 
 # (operator, channels_first shape, keyword arguments)
 CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
@@ -54,9 +60,20 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
     ("max_pool3d", (8, 32, 16, 56, 56), dict(kernel_size=3, stride=2, padding=1)),
     ("avg_pool2d", (32, 64, 56, 56), dict(kernel_size=3, stride=1, padding=1, count_include_pad=False)),
     ("avg_pool2d", (32, 256, 28, 28), dict(kernel_size=2, stride=2, padding=0)),
+    # Bin reductions (keyword arguments: fastpool's).
+    ("global_avg_pool", (64, 2048, 7, 7), {}),
+    ("global_max_pool", (64, 2048, 7, 7), {}),
+    ("adaptive_avg_pool2d", (32, 256, 13, 13), dict(output_size=(6, 6))),
+    ("gem_pool", (64, 2048, 7, 7), dict(p=3.0)),
+    ("gem_pool", (32, 256, 13, 13), dict(p=3.0)),
+    ("spatial_pyramid_pool", (32, 256, 13, 13), dict(levels=(1, 2, 4))),
+    ("spatial_pyramid_pool", (64, 2048, 7, 7), dict(levels=(1, 2, 4))),
 ]
-QUICK_CASES = (0, 3, 5)  # ResNet-50 stem, 1D max pool, 3x3/1 average pool
+# ResNet-50 stem, 1D max pool, 3x3/1 average pool, GeM and SPP on AlexNet's last map
+QUICK_CASES = (0, 3, 5, 11, 12)
 LAYOUTS = ("channels_first", "channels_last")
+PEER_OPS = ("max_pool", "avg_pool", "global_max_pool", "global_avg_pool")  # what ORT / JAX are timed on
+FWD_BWD_OPS = ("gem_pool", "spatial_pyramid_pool")  # with a forward + backward row
 
 
 def log(msg: str) -> None:
@@ -119,46 +136,29 @@ def cl_perm(rank: int) -> Tuple[int, ...]:
     return (0, rank + 1) + tuple(range(1, rank + 1))
 
 
-def torch_contenders(torch: Any, op: str, x: np.ndarray, g: np.ndarray, layout: str,
-                     kw: Dict[str, Any], direction: str) -> Contender:
-    fn = getattr(torch.nn.functional, op)
-    rank = x.ndim - 2
-
-    def as_torch(a: np.ndarray) -> Any:
-        t = torch.from_numpy(a)
-        return t.permute(cl_perm(rank)) if layout == "channels_last" else t
-
-    xt, gt = as_torch(x), as_torch(g)
-    if direction == "fwd":
-        def fwd() -> Any:
-            with torch.no_grad():
-                return fn(xt, **kw)
-        return Contender("torch", fwd)
-    xg = xt.detach().requires_grad_(True)
-
-    def prepare() -> Any:
-        xg.grad = None  # a fresh gradient every call, as fastpool's without out=
-        return fn(xg, **kw)
-    return Contender("torch", lambda y: y.backward(gt), prepare)
-
-
 def ort_session(op: str, x: np.ndarray, kw: Dict[str, Any], layout: str, threads: int) -> Callable:
     import onnx  # noqa: F401  (onnxruntime needs a serialized model)
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
     rank = x.ndim - 2
-    k, s, p = (kw["kernel_size"],) * rank, (kw["stride"],) * rank, (kw["padding"],) * rank
-    attrs: Dict[str, Any] = dict(kernel_shape=list(k), strides=list(s), pads=list(p) * 2)
-    if op.startswith("avg"):
-        attrs["count_include_pad"] = int(kw.get("count_include_pad", True))
     nodes, src, dst = [], "X", "Y"
     if layout == "channels_last":
         nodes.append(helper.make_node("Transpose", ["X"], ["Xt"], perm=list(cl_perm(rank))))
-        src, dst = "Xt", "Yt"
-    nodes.append(helper.make_node("MaxPool" if op.startswith("max") else "AveragePool", [src], [dst], **attrs))
-    if layout == "channels_last":
-        nodes.append(helper.make_node("Transpose", ["Yt"], ["Y"], perm=[0] + list(range(2, rank + 2)) + [1]))
+        src = "Xt"
+    if op.startswith("global_"):  # (N, C, 1, ..) flattened to fastpool's (N, C)
+        nodes.append(helper.make_node("GlobalMaxPool" if "max" in op else "GlobalAveragePool", [src], ["G"]))
+        nodes.append(helper.make_node("Flatten", ["G"], ["Y"], axis=1))
+    else:
+        k, s, p = (kw["kernel_size"],) * rank, (kw["stride"],) * rank, (kw["padding"],) * rank
+        attrs: Dict[str, Any] = dict(kernel_shape=list(k), strides=list(s), pads=list(p) * 2)
+        if op.startswith("avg"):
+            attrs["count_include_pad"] = int(kw.get("count_include_pad", True))
+        if layout == "channels_last":
+            dst = "Yt"
+        nodes.append(helper.make_node("MaxPool" if op.startswith("max") else "AveragePool", [src], [dst], **attrs))
+        if layout == "channels_last":
+            nodes.append(helper.make_node("Transpose", ["Yt"], ["Y"], perm=[0] + list(range(2, rank + 2)) + [1]))
     graph = helper.make_graph(
         nodes, "pool", [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x.shape))],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
@@ -180,13 +180,20 @@ def jax_functions(op: str, x: np.ndarray, g: np.ndarray, kw: Dict[str, Any], lay
     from jax import lax
 
     rank = x.ndim - 2
-    k, s, p = [kw["kernel_size"]] * rank, [kw["stride"]] * rank, [(kw["padding"],) * 2] * rank
+    spatial = tuple(range(1, rank + 1)) if layout == "channels_last" else tuple(range(2, rank + 2))
+    if op.startswith("global_"):
+        k = s = [1] * rank
+    else:
+        k, s = [kw["kernel_size"]] * rank, [kw["stride"]] * rank
+    p = [(kw.get("padding", 0),) * 2] * rank
     if layout == "channels_last":
         win, st, pad = (1, *k, 1), (1, *s, 1), [(0, 0), *p, (0, 0)]
     else:
         win, st, pad = (1, 1, *k), (1, 1, *s), [(0, 0), (0, 0), *p]
 
     def pool(a: Any) -> Any:
+        if op.startswith("global_"):
+            return (jnp.max if "max" in op else jnp.mean)(a, axis=spatial)
         if op.startswith("max"):
             return lax.reduce_window(a, -jnp.inf, lax.max, win, st, pad)
         total = lax.reduce_window(a, 0.0, lax.add, win, st, pad)
@@ -229,47 +236,44 @@ class Copier:
 # --- main ----------------------------------------------------------------------------
 
 def case_label(op: str, shape: Tuple[int, ...], kw: Dict[str, Any]) -> str:
+    label = f"{op} ({','.join(map(str, shape))})"
+    if "kernel_size" not in kw:  # e.g. "p=3", "levels=1,2,4"
+        return " ".join([label] + [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else f'{v:g}'}"
+                                   for k, v in kw.items()])
     extra = "" if kw.get("count_include_pad", True) else " cip=F"
-    return (f"{op} ({','.join(map(str, shape))}) k{kw['kernel_size']} s{kw['stride']}"
+    return (f"{label} k{kw['kernel_size']} s{kw['stride']}"
             f"{' p%d' % kw['padding'] if kw['padding'] else ''}{extra}")
 
 
-def fastpool_call(kind: str, direction: str, x: np.ndarray, g: np.ndarray, layout: str,
-                  kw: Dict[str, Any], out: Optional[np.ndarray] = None) -> Callable[[], Any]:
-    if direction == "fwd":
-        f = getattr(fastpool, f"{kind}_pool")
-        return lambda: f(x, layout=layout, out=out, **kw)
-    f = getattr(fastpool, f"{kind}_pool_backward")
-    a = x if kind == "max" else x.shape
-    return lambda: f(g, a, layout=layout, out=out, **kw)
-
-
-def numpy_call(kind: str, direction: str, x: np.ndarray, g: np.ndarray, layout: str,
-               kw: Dict[str, Any]) -> Callable[[], Any]:
-    if direction == "fwd":
-        f = getattr(npool, f"{kind}_pool")
-        return lambda: f(x, layout=layout, **kw)
-    if kind == "max":
-        return lambda: npool.max_pool_backward(g, x, layout=layout, **kw)
-    return lambda: npool.avg_pool_backward(g, x.shape, layout=layout, **kw)
+def fwd_bwd_record(fwd: Dict[str, Any], bwd: Dict[str, Any]) -> Dict[str, Any]:
+    """Forward + backward: the sum of the two directions' medians, per contender."""
+    ms = {k: fwd["ms"][k] + v for k, v in bwd["ms"].items() if v and fwd["ms"].get(k)}
+    nbytes = fwd["bytes"] + bwd["bytes"]
+    gbs = nbytes / ms["fastpool"] / 1e6 if ms.get("fastpool") else None
+    return dict(fwd, direction="f+b", bytes=nbytes, copy_gbps=None, fastpool_gbps=gbs, roofline_fraction=None,
+                ms=ms, samples_ms={})
 
 
 def measure_layout(op: str, shape: Tuple[int, ...], kw: Dict[str, Any], layout: str,
                    thread_counts: List[int], peers: Dict[str, Any], repeats: int, with_numpy: bool,
                    rng: np.random.Generator, progress: Callable[[str], None]) -> List[Dict[str, Any]]:
     """Every thread count and direction of one case in one layout: a record each."""
-    rank, kind, label = len(shape) - 2, op[:3], case_label(op, shape, kw)
-    np_kw = dict(kw, kernel_size=(kw["kernel_size"],) * rank, stride=(kw["stride"],) * rank,
-                 padding=(kw["padding"],) * rank)
+    rank, name, label = len(shape) - 2, base_name(op), case_label(op, shape, kw)
+    fp_kw = kw  # fastpool's (and NumPy's, torch's) keyword arguments: per-axis tuples
+    if "kernel_size" in kw:
+        fp_kw = dict(kw, kernel_size=(kw["kernel_size"],) * rank, stride=(kw["stride"],) * rank,
+                     padding=(kw["padding"],) * rank)
     xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
     x = uniform(rng, xshape)
-    y = fastpool_call(kind, "fwd", x, x, layout, np_kw)()
+    y = pool_call(fastpool, op, "fwd", x, None, layout, fp_kw)()
     g = uniform(rng, y.shape)
     outs = {"fwd": np.ones_like(y), "bwd": np.ones_like(x)}  # reused, pages already touched
-    nbytes = {"fwd": x.nbytes + y.nbytes, "bwd": g.nbytes + x.nbytes + (x.nbytes if kind == "max" else 0)}
+    reads_x = name not in SHAPE_ONLY_BACKWARD
+    nbytes = {"fwd": x.nbytes + y.nbytes, "bwd": g.nbytes + x.nbytes + (x.nbytes if reads_x else 0)}
     copier = Copier(x)
+    peer_op = name in PEER_OPS
     jax_fns: Optional[Tuple[Callable, Callable]] = None
-    if "jax" in peers:
+    if "jax" in peers and peer_op:
         try:
             jax_fns = jax_functions(op, x, g, kw, layout)
         except Exception as e:
@@ -281,19 +285,20 @@ def measure_layout(op: str, shape: Tuple[int, ...], kw: Dict[str, Any], layout: 
         if "torch" in peers:
             peers["torch"].set_num_threads(threads)
         ort_run = None
-        if "ort" in peers:
+        if "ort" in peers and peer_op:
             try:
                 ort_run = ort_session(op, x, kw, layout, threads)
             except Exception as e:
                 log(f"  onnxruntime: {type(e).__name__}: {e} (skipped)")
         for i, direction in enumerate(("fwd", "bwd")):
             progress(f"{label} {layout} threads={threads} {direction}")
-            fp = Contender("fastpool", fastpool_call(kind, direction, x, g, layout, np_kw))
-            contenders = [fp, Contender("fastpool out=", fastpool_call(kind, direction, x, g, layout, np_kw,
-                                                                       out=outs[direction])),
+            fp = Contender("fastpool", pool_call(fastpool, op, direction, x, g, layout, fp_kw))
+            contenders = [fp, Contender("fastpool out=", pool_call(fastpool, op, direction, x, g, layout, fp_kw,
+                                                                   out=outs[direction])),
                           Contender("copy", functools.partial(copier.run, threads))]
             if "torch" in peers:
-                contenders.append(torch_contenders(peers["torch"], op, x, g, layout, kw, direction))
+                prepare, run = torch_call(peers["torch"], op, direction, x, g, layout, fp_kw)
+                contenders.append(Contender("torch", run, prepare))
             # The peers not checked elsewhere compare their result with fastpool's at warm-up.
             expect = fp.run() if ort_run is not None or jax_fns is not None else None
             if ort_run is not None and direction == "fwd":
@@ -301,7 +306,7 @@ def measure_layout(op: str, shape: Tuple[int, ...], kw: Dict[str, Any], layout: 
             if jax_fns is not None:
                 contenders.append(Contender("jax", jax_fns[i], expect=expect))
             if with_numpy and direction not in numpy_ms:  # single-threaded: time it once
-                contenders.append(Contender("numpy", numpy_call(kind, direction, x, g, layout, np_kw),
+                contenders.append(Contender("numpy", pool_call(npool, op, direction, x, g, layout, fp_kw),
                                             reps=1, warmup=False))
             interleave(contenders, repeats)
 
@@ -316,6 +321,8 @@ def measure_layout(op: str, shape: Tuple[int, ...], kw: Dict[str, Any], layout: 
                 direction=direction, bytes=nbytes[direction], copy_gbps=copy_gbs, fastpool_gbps=gbs,
                 roofline_fraction=gbs / copy_gbs if gbs and copy_gbs else None, ms=ms,
                 samples_ms={c.name: [t * 1e3 for t in c.samples] for c in contenders}))
+        if name in FWD_BWD_OPS:
+            records.append(fwd_bwd_record(records[-2], records[-1]))
     copier.close()
     return records
 
@@ -342,7 +349,7 @@ def table(records: List[Dict[str, Any]], peer_cols: List[str]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 cases, 5 rounds: under a minute")
+    ap.add_argument("--quick", action="store_true", help="5 cases, 5 rounds: under a minute")
     ap.add_argument("--json", metavar="PATH", help="write every measurement to this JSON file")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 5 quick, 9 full)")
@@ -395,7 +402,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     peer_cols = [p for p in ("torch", "ort", "jax") if p in peers] + ([] if args.no_numpy else ["numpy"])
     print(table(records, peer_cols))
     print(f"\n'p x' = p's time / fastpool's time (> 1: fastpool faster); roof = fastpool GB/s / copy GB/s; "
-          f"torch bwd times .backward() only; NumPy ratios of the 2-thread rows use its 1-thread time.\n"
+          f"torch bwd times .backward() only; NumPy ratios of the 2-thread rows use its 1-thread time;\n"
+          f"f+b = fwd + bwd (sum of medians); torch GeM / SPP are composed of torch ops.\n"
           f"total {time.perf_counter() - t_start:.1f} s")
     other_load = load.report()
     if other_load:
