@@ -169,28 +169,22 @@ void check_bins(const BinProblem& pb, BinReduce op, const BinLevel<T>* levels, i
     size = checked_mul(size, s, "input size");
   }
   if (n_levels < 1) fail("at least one output grid is needed");
-  // Argmax positions inside a bin are tracked in T: rows of a bin and taps of a row
-  // must be exact in it.
+  // Argmax positions are tracked in T as (row d*H + h, column): exact below 2**24 in float32.
   const index_t exact = index_t(1) << (sizeof(T) == 4 ? 24 : 53);
+  if (op == BinReduce::max && (pb.in[0] * pb.in[1] > exact || pb.in[2] > exact))
+    fail("an input of " + std::to_string(pb.in[0] * pb.in[1]) + " rows x " + std::to_string(pb.in[2]) +
+         " columns is too large to track its argmax exactly in this dtype");
   for (int l = 0; l < n_levels; ++l) {
     const BinLevel<T>& lv = levels[l];
-    index_t rows = 0, cols = 0;
     for (int i = 0; i < kMaxRank; ++i) {
       const BinAxis& a = lv.axis[i];
       if (a.in != pb.in[i] || a.out < 1 || a.step < 1 || !a.first || !a.count || !a.divisor)
         fail("bin grid does not match the input");
-      index_t most = 0;
-      for (index_t o = 0; o < a.out; ++o) {
+      for (index_t o = 0; o < a.out; ++o)
         if (a.count[o] < 1 || a.first[o] < 0 || a.divisor[o] < 1 ||
             a.first[o] + (a.count[o] - 1) * a.step >= a.in)
           fail("bin " + std::to_string(o) + " lies outside the input");
-        if (a.count[o] > most) most = a.count[o];
-      }
-      if (i == 2) cols = most; else rows = rows ? checked_mul(rows, most, "bin rows") : most;
     }
-    if (op == BinReduce::max && (rows > exact || cols > exact))
-      fail("a bin of " + std::to_string(rows) + " rows x " + std::to_string(cols) +
-           " columns is too large to track its argmax exactly in this dtype");
   }
 }
 

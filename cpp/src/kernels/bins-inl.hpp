@@ -326,7 +326,8 @@ class LevelIO {
 // registers across the taps (one load and store of them per row, not per tap).
 // `first`: this row starts the bin (the accumulators start from tap 0).
 template <int U, bool kIdx, class T>
-inline void max_chunk(const T* p, index_t count, index_t step, bool first, Vec<T> kv, T* va, T* ra, T* ca) {
+inline void max_chunk(const T* p, index_t count, index_t step, bool first, Vec<T> kv, index_t w0, index_t wstep,
+                      T* va, T* ra, T* ca) {
   using V = Vec<T>;
   V best[U], rk[U], cj[U];
   index_t j0 = 0;
@@ -334,7 +335,7 @@ inline void max_chunk(const T* p, index_t count, index_t step, bool first, Vec<T
     if (first) {
       best[u] = V::load(p + u * V::N);
       rk[u] = kv;
-      cj[u] = V::zero();
+      cj[u] = V::set1(T(w0));
     } else {
       best[u] = V::load(va + u * V::N);
       if (kIdx) {
@@ -346,7 +347,7 @@ inline void max_chunk(const T* p, index_t count, index_t step, bool first, Vec<T
   if (first) j0 = 1;
   for (index_t j = j0; j < count; ++j) {
     const T* q = p + j * step;
-    const V jv = V::set1(T(j));
+    const V jv = V::set1(T(w0 + j * wstep));
     for (int u = 0; u < U; ++u) {
       const V v = V::load(q + u * V::N);
       if (kIdx) {
@@ -376,21 +377,22 @@ inline void for_block_chunks(index_t nb, F&& chunk) {
   for (; b < nb; ++b) chunk(Int<1>(), b);
 }
 
-// Maximum of each bin of output row (od, oh), with (when kIdx) the bin row k and
-// column j where it is; the scan rule of max pooling (first maximum, last NaN).
+// Maximum of each bin of output row (od, oh), with (when kIdx) the input row (d*H + h)
+// and column where it is; the scan rule of max pooling (first maximum, last NaN).
 template <class T, bool kIdx>
 void max_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T* val, T* rk, T* cj) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
   for (index_t k = 0; k < nr; ++k) {
     const T* row = src.get(rows[k]);
-    const V kv = V::set1(T(k));
+    const V kv = V::set1(T(rows[k]));
     for (index_t ow = 0; ow < aw.out; ++ow) {
       const T* p = row + aw.first[ow] * ps;
       const index_t o = ow * nb * V::N;
       for_block_chunks(nb, [&](auto U, index_t b) {
         const index_t at = o + b * V::N;
-        max_chunk<decltype(U)::value, kIdx>(p + b * V::N, aw.count[ow], step, k == 0, kv, val + at, rk + at, cj + at);
+        max_chunk<decltype(U)::value, kIdx>(p + b * V::N, aw.count[ow], step, k == 0, kv, aw.first[ow], aw.step,
+                                            val + at, rk + at, cj + at);
       });
     }
   }
@@ -472,10 +474,11 @@ void max_of_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t n
   }
 }
 
-// Adds each lane's gradient g at its bin's argmax (bin row rk, column cj): a compare
-// per tap, memory touched only where a lane's maximum is.
+// Adds each lane's gradient g at its bin's argmax (input row rk, column cj): a compare
+// per tap, in the rows holding some lane's maximum only.
 template <int U, class T>
-inline void route_chunk(T* q, index_t count, index_t step, Vec<T> kv, const T* ra, const T* ca, const T* ga) {
+inline void route_chunk(T* q, index_t count, index_t step, Vec<T> kv, index_t w0, index_t wstep, const T* ra,
+                        const T* ca, const T* ga) {
   using V = Vec<T>;
   typename V::M in_row[U];
   V cj[U], g[U];
@@ -486,12 +489,11 @@ inline void route_chunk(T* q, index_t count, index_t step, Vec<T> kv, const T* r
     cj[u] = V::load(ca + u * V::N);
     g[u] = V::load(ga + u * V::N);
   }
-  if (!any) return;
+  if (!any) return;  // no lane's maximum is in this row
   for (index_t j = 0; j < count; ++j) {
-    const V jv = V::set1(T(j));
-    for (int u = 0; u < U; ++u) {
+    const V jv = V::set1(T(w0 + j * wstep));
+    for (int u = 0; u < U; ++u) {  // branch-free: which lanes hit a tap is data-dependent
       const auto m = V::m_and(in_row[u], V::eq(cj[u], jv));
-      if (!V::any(m)) continue;
       T* t = q + j * step + u * V::N;
       V::store(t, V::add(V::load(t), V::select(m, g[u], V::zero())));
     }
@@ -505,21 +507,20 @@ void route_bins(GradRows<T>& dst, const BinAxis& aw, const index_t* rows, index_
   const index_t ps = dst.ps(), step = aw.step * ps;
   for (index_t k = 0; k < nr; ++k) {
     T* row = dst.get(rows[k]);
-    const V kv = V::set1(T(k));
+    const V kv = V::set1(T(rows[k]));
     for (index_t ow = 0; ow < aw.out; ++ow) {
       T* p = row + aw.first[ow] * ps;
       for_block_chunks(nb, [&](auto U, index_t b) {
         const index_t at = (ow * nb + b) * V::N;
-        route_chunk<decltype(U)::value>(p + b * V::N, aw.count[ow], step, kv, rk + at, cj + at, g + at);
+        route_chunk<decltype(U)::value>(p + b * V::N, aw.count[ow], step, kv, aw.first[ow], aw.step, rk + at, cj + at,
+                                        g + at);
       });
     }
   }
 }
 
-// Flat plane position of lane i's argmax from its (bin row, column).
-inline index_t argmax_position(double k, double j, const index_t* rows, const BinAxis& aw, index_t ow, index_t W) {
-  return rows[index_t(k)] * W + aw.first[ow] + index_t(j) * aw.step;
-}
+// Flat plane position of an argmax from its input row (d*H + h) and column.
+inline index_t argmax_position(double r, double w, index_t W) { return index_t(r) * W + index_t(w); }
 
 // ------------------------------------------------------------------ power means
 
@@ -687,7 +688,7 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
                   for (index_t b = 0; b < nb; ++b) {
                     const index_t s = (ow * nb + b) * V::N, at = io.at(od, oh, ow, b);
                     for (index_t i = 0; i < u.lanes; ++i)
-                      lv.indices[lo.off[i] + at] = argmax_position(double(a1[s + i]), double(a2[s + i]), rows, aw, ow, su.W);
+                      lv.indices[lo.off[i] + at] = argmax_position(double(a1[s + i]), double(a2[s + i]), su.W);
                   }
               } else {
                 max_bins<T, false>(src, aw, rows, nr, nb, a0, a1, a2);
