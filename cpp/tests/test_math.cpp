@@ -257,12 +257,92 @@ void check_dtype(int n_random) {
               special_fail ? "FAIL" : "ok");
 }
 
+// Lanes of each path's Vec<T> (the block size of its transpose): the register width
+// over sizeof(T); one for the scalar path.
+template <class T>
+index_t lanes_of(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return 1;
+    case Isa::neon: return index_t(16 / sizeof(T));
+    case Isa::avx2: return index_t(32 / sizeof(T));
+    case Isa::avx512: return index_t(64 / sizeof(T));
+  }
+  return 0;
+}
+
+// MathKernels::transpose (V::transpose_block per N x N block) of every path against a
+// plain loop: random bit patterns (NaNs with payloads, signalling ones, infinities,
+// subnormals) must arrive bit for bit, and nothing around the destination blocks (between
+// rows, before, after) may change, nor the source.
+template <class T>
+void check_transpose(int n_cases) {
+  using U = typename Bits<T>::U;
+  constexpr int kBits = int(sizeof(U) * 8);
+  const U exp_mask = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ULL);
+  const U sentinel = sizeof(T) == 4 ? U(0xa5a5a5a5u) : U(0xa5a5a5a5a5a5a5a5ULL);
+  std::mt19937_64 rng(sizeof(T) == 4 ? 77 : 78);
+  auto value = [&]() -> U {
+    U u = U(rng());
+    switch (rng() % 4) {
+      case 0: return u | exp_mask;                                      // NaN (payload) or inf
+      case 1: return (u & ~exp_mask) | (u & (U(1) << (kBits - 1)));     // subnormal or zero
+      default: return u;
+    }
+  };
+  int paths = 0, cases = 0;
+  for (Isa isa : available_isas()) {
+    ++paths;
+    const MathKernels<T>& k = math_of<T>(kernel_table(isa));
+    const index_t N = lanes_of<T>(isa);
+    bool ok = true;
+    for (int c = 0; c < n_cases && ok; ++c) {
+      const index_t nb = index_t(rng() % 5);                     // blocks (0: no-op)
+      const index_t cols = nb * N;
+      const index_t ss = N + index_t(rng() % (2 * N + 8));        // src rows may overlap: read only
+      const index_t ds = N + index_t(rng() % (N + 8));            // dst rows N apart at least
+      const index_t s_off = index_t(rng() % 17), d_off = index_t(rng() % 17), guard = 23;
+      const index_t s_len = s_off + (N - 1) * ss + (cols > 0 ? cols : 1) + guard;
+      const index_t d_len = d_off + (cols > 0 ? (cols - 1) * ds + N : 0) + guard;
+      std::vector<U> src(static_cast<std::size_t>(s_len)), dst(static_cast<std::size_t>(d_len), sentinel);
+      for (U& u : src) u = value();
+      const std::vector<U> src0 = src;
+      std::vector<U> want = dst;
+      for (index_t i = 0; i < N; ++i)
+        for (index_t j = 0; j < cols; ++j) want[std::size_t(d_off + j * ds + i)] = src[std::size_t(s_off + i * ss + j)];
+      // Through T pointers: the kernels see float / double data.
+      std::vector<T> ts(src.size()), td(dst.size());
+      std::memcpy(ts.data(), src.data(), src.size() * sizeof(U));
+      std::memcpy(td.data(), dst.data(), dst.size() * sizeof(U));
+      k.transpose(ts.data() + s_off, ss, td.data() + d_off, ds, nb);
+      std::memcpy(dst.data(), td.data(), dst.size() * sizeof(U));
+      std::memcpy(src.data(), ts.data(), src.size() * sizeof(U));
+      ++cases;
+      if (dst != want || src != src0) {
+        for (std::size_t e = 0; e < dst.size(); ++e)
+          if (dst[e] != want[e]) {
+            std::printf("FAIL %s %s transpose (N=%ld blocks=%ld ss=%ld ds=%ld): dst[%zu] = %#llx, want %#llx%s\n",
+                        isa_name(isa), dtype<T>(), long(N), long(nb), long(ss), long(ds), e, (unsigned long long)dst[e],
+                        (unsigned long long)want[e], want[e] == sentinel ? " (outside the blocks)" : "");
+            break;
+          }
+        if (src != src0) std::printf("FAIL %s %s transpose: source modified\n", isa_name(isa), dtype<T>());
+        ok = false;
+        ++failures;
+      }
+    }
+  }
+  std::printf("%s: transpose, %d random cases over %d paths bitwise vs a plain loop (NaN payloads, guards)\n",
+              dtype<T>(), cases, paths);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const int n = argc > 1 ? std::atoi(argv[1]) : 200000;
   check_dtype<float>(n);
   check_dtype<double>(n);
+  check_transpose<float>(2000);
+  check_transpose<double>(2000);
   std::string names;
   for (Isa isa : available_isas()) names += std::string(names.empty() ? "" : ", ") + isa_name(isa);
   std::printf("math: %zu SIMD paths (%s) x 2 dtypes: %d failures\n", available_isas().size(), names.c_str(), failures);

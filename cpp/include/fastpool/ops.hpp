@@ -40,7 +40,8 @@ void bin_forward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
 /// grad_x of a bin reduction from every level's grad_y. x may be null for avg and
 /// for max with given indices. For GeM, grad_p (nullable) receives dL/dp per
 /// channel, summed over the batch. Returns -1, or (max with given indices) the
-/// flat position in level 0's array of the first index outside the plane.
+/// smallest element offset, counted from level 0's indices pointer (a pyramid's
+/// levels share one array), of an index outside the plane (grad_x is then unspecified).
 template <class T>
 index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
                      const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads);

@@ -592,6 +592,108 @@ inline Vec<T> power_result(Vec<T> m, Vec<T> s_over_d, Vec<T> inv_p, bool scaled)
   return V::select(V::eq(m, V::zero()), V::zero(), V::select(V::eq(m, inf), inf, y));
 }
 
+// ------------------------------------------------------------------ pyramids
+// A level whose every bin is the union of consecutive bins of a finer level (adaptive
+// bins when one bin count divides the other: a spatial pyramid's coarse levels) takes
+// its argmax from that level's results instead of from the taps.
+
+// Bins [lo[o], hi[o]) of `fine` whose union is bin o of `coarse`, if every bin is one.
+inline bool compose_axis(const BinAxis& coarse, const BinAxis& fine, index_t* lo, index_t* hi) {
+  if (coarse.step != 1 || fine.step != 1) return false;
+  index_t i = 0;
+  for (index_t o = 0; o < coarse.out; ++o) {
+    const index_t start = coarse.first[o], end = start + coarse.count[o];
+    while (i < fine.out && fine.first[i] < start) ++i;
+    if (i == fine.out || fine.first[i] != start) return false;
+    index_t j = i, covered = start;
+    while (j < fine.out && fine.first[j] <= covered && fine.first[j] + fine.count[j] <= end) {
+      covered = imax(covered, fine.first[j] + fine.count[j]);
+      ++j;
+      if (covered == end) break;
+    }
+    if (covered != end) return false;
+    lo[o] = i;
+    hi[o] = j;
+  }
+  return true;
+}
+
+template <class T>
+struct PyramidPlan {
+  int* order;      // levels finest first; a level's source comes before it
+  int* source;     // finer level it is composed from, or -1
+  bool* keep;      // results kept for a coarser level
+  index_t** range;  // [level][axis][lo, hi] arrays
+  index_t* offset;  // [level] start of its kept results, in vectors per block
+
+  static std::size_t bytes(const BinLevel<T>* lv, int nl) {
+    std::size_t b = Scratch::bytes<int>(nl) * 2 + Scratch::bytes<bool>(nl) + Scratch::bytes<index_t*>(nl * 6) +
+                    Scratch::bytes<index_t>(nl);
+    for (int l = 0; l < nl; ++l)
+      for (int i = 0; i < 3; ++i) b += Scratch::bytes<index_t>(lv[l].axis[i].out) * 2;
+    return b;
+  }
+  void build(Scratch& mem, const BinLevel<T>* lv, int nl) {
+    order = mem.take<int>(nl);
+    source = mem.take<int>(nl);
+    keep = mem.take<bool>(nl);
+    range = mem.take<index_t*>(nl * 6);
+    offset = mem.take<index_t>(nl);
+    for (int l = 0; l < nl; ++l) {
+      order[l] = l;
+      source[l] = -1;
+      keep[l] = false;
+      for (int i = 0; i < 6; ++i) range[l * 6 + i] = mem.take<index_t>(lv[l].axis[i / 2].out);
+    }
+    for (int a = 1; a < nl; ++a)  // finest (most bins) first, stable
+      for (int b = a; b > 0 && lv[order[b]].bins() > lv[order[b - 1]].bins(); --b) {
+        const int t = order[b];
+        order[b] = order[b - 1];
+        order[b - 1] = t;
+      }
+    for (int a = 0; a < nl; ++a) {
+      const int c = order[a];
+      for (int b = a - 1; b >= 0 && source[c] < 0; --b) {  // the coarsest finer level that composes it
+        const int f = order[b];
+        if (lv[f].bins() <= lv[c].bins()) continue;
+        bool ok = true;
+        for (int i = 0; ok && i < 3; ++i)
+          ok = compose_axis(lv[c].axis[i], lv[f].axis[i], range[c * 6 + i * 2], range[c * 6 + i * 2 + 1]);
+        if (ok) {
+          source[c] = f;
+          keep[f] = true;
+        }
+      }
+    }
+    index_t total = 0;
+    for (int l = 0; l < nl; ++l) {
+      offset[l] = total;
+      if (keep[l]) total += lv[l].bins();
+    }
+  }
+  index_t kept_bins(const BinLevel<T>* lv, int nl) const {
+    index_t total = 0;
+    for (int l = 0; l < nl; ++l)
+      if (keep[l]) total += lv[l].bins();
+    return total;
+  }
+};
+
+// (v, r, w) merged with another bin's maximum (v2, r2, w2) by the scan rule over
+// positions: the larger value, the earlier position among equal values, the later
+// position among NaNs.
+template <class V>
+inline void merge_max(V& v, V& r, V& w, V v2, V r2, V w2) {
+  const auto before = V::m_or(V::lt(r2, r), V::m_and(V::eq(r2, r), V::lt(w2, w)));
+  const auto nan1 = V::is_nan(v), nan2 = V::is_nan(v2);
+  const auto bigger = V::m_or(V::gt(v2, v), V::m_and(V::eq(v2, v), before));
+  const auto win = V::m_or(V::m_and(bigger, V::m_not(V::m_or(nan1, nan2))),
+                           V::m_and(nan2, V::m_or(V::m_not(nan1), V::m_not(before))));
+  v = V::select(win, v2, v);
+  r = V::select(win, r2, r);
+  w = V::select(win, w2, w);
+}
+
 // Per-lane exponent vectors of a unit, one per block.
 template <class T>
 struct Exponents {
@@ -795,7 +897,11 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
   int ok = 1;
   index_t bad = -1;
   // avg: the gather form needs, per level and axis, the bins covering each position.
-  const bool avg = op == BinReduce::avg;
+  // Dilated windows are not runs of positions: their avg backward scatters instead.
+  bool runs = true;
+  for (int l = 0; l < n_levels; ++l)
+    for (int i = 0; i < 3; ++i) runs = runs && levels[l].axis[i].step == 1;
+  const bool avg = op == BinReduce::avg && runs;
   std::size_t cover_bytes = Scratch::bytes<index_t*>(index_t(n_levels) * 6);
   for (int i = 0; i < 3; ++i) cover_bytes += std::size_t(n_levels) * 2 * Scratch::bytes<index_t>(pb.in[i]);
   Scratch cover(avg ? cover_bytes : 0);
@@ -812,8 +918,17 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
         covering_bins(levels[l].axis[i], r[0], r[1]);
       }
     }
+  Scratch plan_mem(op == BinReduce::max ? PyramidPlan<T>::bytes(levels, n_levels) : 0);
+  if (!plan_mem.ok()) throw std::bad_alloc();
+  PyramidPlan<T> plan{};
+  index_t kept_elems = 0;
+  if (op == BinReduce::max) {  // both max paths visit the levels in the plan's order: the same sums
+    plan.build(plan_mem, levels, n_levels);
+    if (!levels[0].given_indices) kept_elems = plan.kept_bins(levels, n_levels) * 3 * su.nb * V::N;
+  }
   parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
-    Scratch mem(su.scratch_bytes(5) + (avg ? coef_bytes : 0) + Scratch::bytes<T>(su.nb * V::N));
+    Scratch mem(su.scratch_bytes(5) + (avg ? coef_bytes : 0) + Scratch::bytes<T>(su.nb * V::N) +
+                Scratch::bytes<T>(kept_elems));
     if (!mem.ok()) return report_failure(ok);
     T* copy = mem.take<T>(su.copy_elems());
     T* gcopy = mem.take<T>(su.copy_elems());
@@ -823,6 +938,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
     Exponents<T> ex{mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N)};
     T* gp_acc = mem.take<T>(su.nb * V::N);
     T* tile = mem.take<T>(su.tile);
+    T* kept = mem.take<T>(kept_elems);
     T** coef = avg ? mem.take<T*>(n_levels) : nullptr;
     if (avg)
       for (int l = 0; l < n_levels; ++l) coef[l] = mem.take<T>(levels[l].bins() * su.nb * V::N);
@@ -837,33 +953,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
       // Gradients accumulate in rows the unit has zeroed (a whole-plane copy is
       // zeroed by GradRows itself and written back once).
       if (u.direct() || !su.whole || (op == BinReduce::max && levels[0].given_indices)) u.zero(gx, su.P);
-      if (op == BinReduce::max && levels[0].given_indices) {
-        // given indices: each lane's gradient goes where its index says
-        const BinLevel<T>& lv = levels[0];
-        const LevelIO<T> io(pb, u, lv, tile, su.tile);
-        const LaneOffsets<T>& lo = io.offsets();
-        io.load_all(lv.grad_y);
-        for (index_t od = 0; od < lv.axis[0].out; ++od)
-          for (index_t oh = 0; oh < lv.axis[1].out; ++oh)
-            for (index_t ow = 0; ow < lv.axis[2].out; ++ow)
-              for (index_t b = 0; b < nb; ++b) {
-                const index_t at = io.at(od, oh, ow, b);
-                alignas(64) T g[V::N];
-                V::store(g, io.get(lv.grad_y, od, oh, ow, b));
-                for (index_t i = 0; i < u.lanes; ++i) {
-                  const index_t pos = lv.given_indices[lo.off[i] + at];
-                  if (pos < 0 || pos >= su.P) {
-                    if (my_bad < 0 || lo.off[i] + at < my_bad) my_bad = lo.off[i] + at;
-                    continue;
-                  }
-                  gx[u.at(b, i, pos)] += g[i];
-                }
-              }
-        continue;
-      }
-      if (op == BinReduce::max) {
-        // recomputed argmax, then each lane's gradient routed to it
-        Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+      if (op == BinReduce::avg) {  // scatter form: each bin's grad / divisor added to its taps
         GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
         for (int l = 0; l < n_levels; ++l) {
           const BinLevel<T>& lv = levels[l];
@@ -873,11 +963,130 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
           for (index_t od = 0; od < lv.axis[0].out; ++od)
             for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
               const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
-              max_bins<T, true>(src, aw, rows, nr, nb, a[0], a[1], a[2]);
+              const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
               for (index_t ow = 0; ow < aw.out; ++ow)
-                for (index_t b = 0; b < nb; ++b) V::store(a[3] + (ow * nb + b) * V::N, io.get(lv.grad_y, od, oh, ow, b));
-              route_bins(dst, aw, rows, nr, nb, a[1], a[2], a[3]);
+                for (index_t b = 0; b < nb; ++b)
+                  V::store(a[0] + (ow * nb + b) * V::N,
+                           V::div(io.get(lv.grad_y, od, oh, ow, b), V::set1(T(dd * aw.divisor[ow]))));
+              const index_t ps = dst.ps();
+              for (index_t kk = 0; kk < nr; ++kk) {
+                T* grow = dst.get(rows[kk]);
+                for (index_t ow = 0; ow < aw.out; ++ow)
+                  for (index_t j = 0; j < aw.count[ow]; ++j)
+                    for (index_t b = 0; b < nb; ++b) {
+                      T* q = grow + (aw.first[ow] + j * aw.step) * ps + b * V::N;
+                      V::store(q, V::add(V::load(q), V::load(a[0] + (ow * nb + b) * V::N)));
+                    }
+              }
             }
+        }
+        dst.flush();
+        continue;
+      }
+      if (op == BinReduce::max && levels[0].given_indices) {
+        // given indices: each lane's gradient goes where its index says
+        for (int oi = 0; oi < n_levels; ++oi) {
+          const int l = plan.order[oi];
+          const BinLevel<T>& lv = levels[l];
+          const LevelIO<T> io(pb, u, lv, tile, su.tile);
+          const LaneOffsets<T>& lo = io.offsets();
+          io.load_all(lv.grad_y);
+          // positions are reported from level 0's indices (the levels of a pyramid share one array)
+          const index_t shift = index_t(reinterpret_cast<std::uintptr_t>(lv.given_indices) -
+                                        reinterpret_cast<std::uintptr_t>(levels[0].given_indices)) /
+                                index_t(sizeof(std::int64_t));
+          for (index_t od = 0; od < lv.axis[0].out; ++od)
+            for (index_t oh = 0; oh < lv.axis[1].out; ++oh)
+              for (index_t ow = 0; ow < lv.axis[2].out; ++ow)
+                for (index_t b = 0; b < nb; ++b) {
+                  const index_t at = io.at(od, oh, ow, b);
+                  alignas(64) T g[V::N];
+                  V::store(g, io.get(lv.grad_y, od, oh, ow, b));
+                  for (index_t i = 0; i < u.lanes; ++i) {
+                    const index_t pos = lv.given_indices[lo.off[i] + at];
+                    if (pos < 0 || pos >= su.P) {
+                      const index_t where = shift + lo.off[i] + at;
+                      if (my_bad < 0 || where < my_bad) my_bad = where;
+                      continue;
+                    }
+                    gx[u.at(b, i, pos)] += g[i];
+                  }
+                }
+        }
+        continue;
+      }
+      if (op == BinReduce::max) {
+        // recomputed argmax (coarse pyramid levels from finer ones), then each lane's
+        // gradient routed to it: by compare over the taps, or lane by lane for merged bins
+        Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+        GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
+        const index_t kv = nb * V::N;  // a kept result: (v, r, w) vectors per block at kept + 3*(bin*nb + b)*N
+        for (int oi = 0; oi < n_levels; ++oi) {
+          const int l = plan.order[oi];
+          const BinLevel<T>& lv = levels[l];
+          const BinAxis& aw = lv.axis[2];
+          const LevelIO<T> io(pb, u, lv, tile, su.tile);
+          io.load_all(lv.grad_y);
+          const index_t OH = lv.axis[1].out, OW = aw.out;
+          T* keep = plan.keep[l] ? kept + plan.offset[l] * 3 * kv : nullptr;
+          if (plan.source[l] < 0) {
+            for (index_t od = 0; od < lv.axis[0].out; ++od)
+              for (index_t oh = 0; oh < OH; ++oh) {
+                const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
+                max_bins<T, true>(src, aw, rows, nr, nb, a[0], a[1], a[2]);
+                for (index_t ow = 0; ow < OW; ++ow)
+                  for (index_t b = 0; b < nb; ++b) {
+                    const index_t at = (ow * nb + b) * V::N;
+                    V::store(a[3] + at, io.get(lv.grad_y, od, oh, ow, b));
+                    if (keep) {
+                      T* k3 = keep + 3 * (((od * OH + oh) * OW + ow) * nb + b) * V::N;
+                      V::store(k3, V::load(a[0] + at));
+                      V::store(k3 + V::N, V::load(a[1] + at));
+                      V::store(k3 + 2 * V::N, V::load(a[2] + at));
+                    }
+                  }
+                route_bins(dst, aw, rows, nr, nb, a[1], a[2], a[3]);
+              }
+            continue;
+          }
+          const int f = plan.source[l];
+          const BinLevel<T>& fl = levels[f];
+          const index_t FH = fl.axis[1].out, FW = fl.axis[2].out;
+          const T* fk = kept + plan.offset[f] * 3 * kv;
+          index_t* const* rg = plan.range + l * 6;
+          const index_t ps = dst.ps();
+          for (index_t od = 0; od < lv.axis[0].out; ++od)
+            for (index_t oh = 0; oh < OH; ++oh)
+              for (index_t ow = 0; ow < OW; ++ow)
+                for (index_t b = 0; b < nb; ++b) {
+                  V v = V::zero(), r = V::zero(), w = V::zero();
+                  bool first = true;
+                  for (index_t fd = rg[0][od]; fd < rg[1][od]; ++fd)
+                    for (index_t fh = rg[2][oh]; fh < rg[3][oh]; ++fh)
+                      for (index_t fw = rg[4][ow]; fw < rg[5][ow]; ++fw) {
+                        const T* k3 = fk + 3 * (((fd * FH + fh) * FW + fw) * nb + b) * V::N;
+                        const V v2 = V::load(k3), r2 = V::load(k3 + V::N), w2 = V::load(k3 + 2 * V::N);
+                        if (first) {
+                          v = v2;
+                          r = r2;
+                          w = w2;
+                          first = false;
+                        } else {
+                          merge_max(v, r, w, v2, r2, w2);
+                        }
+                      }
+                  if (keep) {
+                    T* k3 = keep + 3 * (((od * OH + oh) * OW + ow) * nb + b) * V::N;
+                    V::store(k3, v);
+                    V::store(k3 + V::N, r);
+                    V::store(k3 + 2 * V::N, w);
+                  }
+                  alignas(64) T g[V::N], rr[V::N], ww[V::N];
+                  V::store(g, io.get(lv.grad_y, od, oh, ow, b));
+                  V::store(rr, r);
+                  V::store(ww, w);
+                  for (index_t i = 0; i < u.lanes; ++i) dst.get(index_t(rr[i]))[index_t(ww[i]) * ps + b * V::N + i] += g[i];
+                }
         }
         dst.flush();
         continue;
