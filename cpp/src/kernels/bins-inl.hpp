@@ -18,7 +18,7 @@ constexpr std::size_t kPlaneCopyBytes = std::size_t(256) << 10;
 
 // Bytes of accumulators per output row a channels_last unit may use: more channel
 // blocks per unit stream x contiguously, fewer keep the accumulators in L1.
-constexpr index_t kAccBytes = 8192;
+constexpr index_t kAccBytes = 32768;
 
 // The lanes of one work unit and where they live in x (and in grad_x, same layout):
 // `blocks` vectors of `lanes` lanes; element (block b, lane l, pixel q) is at
@@ -126,6 +126,8 @@ class Rows {
     if (whole_) u.load_pixels(x, 0, rows_ * w_, copy_);
   }
   index_t ps() const { return u_.direct() ? u_.pixel_stride : V::N; }
+  // Every row's pointer stays valid at once (not the one-row copy).
+  bool random_access() const { return u_.direct() || whole_; }
   const T* get(index_t r) {
     if (u_.direct()) return x_ + u_.base + r * w_ * u_.pixel_stride;
     if (whole_) return copy_ + r * w_ * V::N;
@@ -159,6 +161,7 @@ class GradRows {
     if (whole_) std::memset(copy_, 0, sizeof(T) * std::size_t(rows_ * w_ * V::N));
   }
   index_t ps() const { return u_.direct() ? u_.pixel_stride : V::N; }
+  bool random_access() const { return u_.direct() || whole_; }
   T* get(index_t r) {
     if (u_.direct()) return gx_ + u_.base + r * w_ * u_.pixel_stride;
     if (whole_) return copy_ + r * w_ * V::N;
@@ -322,19 +325,19 @@ class LevelIO {
 // columns), with the channel blocks innermost so channels_last memory streams.
 // Accumulators: one vector per (ow, block), slot ow*nb + b.
 
-// The taps of one bin in one row, for U channel blocks whose accumulators stay in
-// registers across the taps (one load and store of them per row, not per tap).
-// `first`: this row starts the bin (the accumulators start from tap 0).
+// The taps of one bin for U channel blocks, accumulators in registers: rows rp[0..nr)
+// (row k is input row rows[k]), taps off + j*step of each. `first`: the bin starts
+// here (accumulators start from its first tap); otherwise they continue from memory.
+// Drivers pass a whole bin at once when rows are random access, one row otherwise.
 template <int U, bool kIdx, class T>
-inline void max_chunk(const T* p, index_t count, index_t step, bool first, Vec<T> kv, index_t w0, index_t wstep,
-                      T* va, T* ra, T* ca) {
+inline void max_chunk(const T* const* rp, const index_t* rows, index_t nr, index_t off, index_t count, index_t step,
+                      bool first, index_t w0, index_t wstep, T* va, T* ra, T* ca) {
   using V = Vec<T>;
   V best[U], rk[U], cj[U];
-  index_t j0 = 0;
   for (int u = 0; u < U; ++u) {
     if (first) {
-      best[u] = V::load(p + u * V::N);
-      rk[u] = kv;
+      best[u] = V::load(rp[0] + off + u * V::N);
+      rk[u] = V::set1(T(rows[0]));
       cj[u] = V::set1(T(w0));
     } else {
       best[u] = V::load(va + u * V::N);
@@ -344,19 +347,22 @@ inline void max_chunk(const T* p, index_t count, index_t step, bool first, Vec<T
       }
     }
   }
-  if (first) j0 = 1;
-  for (index_t j = j0; j < count; ++j) {
-    const T* q = p + j * step;
-    const V jv = V::set1(T(w0 + j * wstep));
-    for (int u = 0; u < U; ++u) {
-      const V v = V::load(q + u * V::N);
-      if (kIdx) {
-        const auto m = V::gt_or_nan(v, best[u]);
-        best[u] = V::select(m, v, best[u]);
-        rk[u] = V::select(m, kv, rk[u]);
-        cj[u] = V::select(m, jv, cj[u]);
-      } else {
-        best[u] = V::max_nan(best[u], v);
+  for (index_t k = 0; k < nr; ++k) {
+    const T* p = rp[k] + off;
+    const V kv = V::set1(T(rows[k]));
+    for (index_t j = first && k == 0 ? 1 : 0; j < count; ++j) {
+      const T* q = p + j * step;
+      const V jv = V::set1(T(w0 + j * wstep));
+      for (int u = 0; u < U; ++u) {
+        const V v = V::load(q + u * V::N);
+        if (kIdx) {
+          const auto m = V::gt_or_nan(v, best[u]);
+          best[u] = V::select(m, v, best[u]);
+          rk[u] = V::select(m, kv, rk[u]);
+          cj[u] = V::select(m, jv, cj[u]);
+        } else {
+          best[u] = V::max_nan(best[u], v);
+        }
       }
     }
   }
@@ -377,25 +383,38 @@ inline void for_block_chunks(index_t nb, F&& chunk) {
   for (; b < nb; ++b) chunk(Int<1>(), b);
 }
 
+// Visits the bins of output row (od, oh) (input rows `rows`, nr of them) as
+// f(U, ow, b, row pointers, their rows, count, first): a bin at a time when every
+// row is addressable at once (its accumulators never leave registers), else a row
+// at a time (a one-row copy is refreshed per row). rp: nr pointers of scratch.
+template <class R, class P, class F>
+inline void for_bins(R& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, P* rp, F&& f) {
+  if (src.random_access()) {
+    for (index_t k = 0; k < nr; ++k) rp[k] = src.get(rows[k]);
+    for (index_t ow = 0; ow < aw.out; ++ow)
+      for_block_chunks(nb, [&](auto U, index_t b) { f(U, ow, b, rp, rows, nr, true); });
+    return;
+  }
+  for (index_t k = 0; k < nr; ++k) {
+    rp[0] = src.get(rows[k]);
+    for (index_t ow = 0; ow < aw.out; ++ow)
+      for_block_chunks(nb, [&](auto U, index_t b) { f(U, ow, b, rp, rows + k, index_t(1), k == 0); });
+  }
+}
+
 // Maximum of each bin of output row (od, oh), with (when kIdx) the input row (d*H + h)
 // and column where it is; the scan rule of max pooling (first maximum, last NaN).
 template <class T, bool kIdx>
-void max_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T* val, T* rk, T* cj) {
+void max_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, const T** rp, T* val,
+              T* rk, T* cj) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
-  for (index_t k = 0; k < nr; ++k) {
-    const T* row = src.get(rows[k]);
-    const V kv = V::set1(T(rows[k]));
-    for (index_t ow = 0; ow < aw.out; ++ow) {
-      const T* p = row + aw.first[ow] * ps;
-      const index_t o = ow * nb * V::N;
-      for_block_chunks(nb, [&](auto U, index_t b) {
-        const index_t at = o + b * V::N;
-        max_chunk<decltype(U)::value, kIdx>(p + b * V::N, aw.count[ow], step, k == 0, kv, aw.first[ow], aw.step,
-                                            val + at, rk + at, cj + at);
-      });
-    }
-  }
+  for_bins(src, aw, rows, nr, nb, rp, [&](auto U, index_t ow, index_t b, const T* const* p, const index_t* r,
+                                          index_t n, bool first) {
+    const index_t at = (ow * nb + b) * V::N;
+    max_chunk<decltype(U)::value, kIdx>(p, r, n, aw.first[ow] * ps + b * V::N, aw.count[ow], step, first,
+                                        aw.first[ow], aw.step, val + at, rk + at, cj + at);
+  });
 }
 
 // Two sums at once: f returns a Pair, whose second member goes to acc2 (when kTwo).
@@ -405,12 +424,13 @@ struct Pair {
 };
 
 template <int U, bool kTwo, class T, class F>
-inline void sum_chunk(const T* p, index_t count, index_t step, bool first, T* acc, T* acc2, index_t slot, F& f) {
+inline void sum_chunk(const T* const* rp, index_t nr, index_t off, index_t count, index_t step, bool first, T* acc,
+                      T* acc2, index_t slot, F& f) {
   using V = Vec<T>;
   V s[U], s2[U];
   for (int u = 0; u < U; ++u) {
     if (first) {
-      const Pair<V> q = f(V::load(p + u * V::N), slot + u);
+      const Pair<V> q = f(V::load(rp[0] + off + u * V::N), slot + u);
       s[u] = q.a;
       s2[u] = q.b;
     } else {
@@ -418,12 +438,13 @@ inline void sum_chunk(const T* p, index_t count, index_t step, bool first, T* ac
       if (kTwo) s2[u] = V::load(acc2 + u * V::N);
     }
   }
-  for (index_t j = first ? 1 : 0; j < count; ++j)
-    for (int u = 0; u < U; ++u) {
-      const Pair<V> q = f(V::load(p + j * step + u * V::N), slot + u);
-      s[u] = V::add(s[u], q.a);
-      if (kTwo) s2[u] = V::add(s2[u], q.b);
-    }
+  for (index_t k = 0; k < nr; ++k)
+    for (index_t j = first && k == 0 ? 1 : 0; j < count; ++j)
+      for (int u = 0; u < U; ++u) {
+        const Pair<V> q = f(V::load(rp[k] + off + j * step + u * V::N), slot + u);
+        s[u] = V::add(s[u], q.a);
+        if (kTwo) s2[u] = V::add(s2[u], q.b);
+      }
   for (int u = 0; u < U; ++u) {
     V::store(acc + u * V::N, s[u]);
     if (kTwo) V::store(acc2 + u * V::N, s2[u]);
@@ -432,91 +453,86 @@ inline void sum_chunk(const T* p, index_t count, index_t step, bool first, T* ac
 
 // Sum over each bin of f(x, slot).a into acc (and, when kTwo, of .b into acc2).
 template <bool kTwo, class T, class F>
-void sum_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T* acc, T* acc2, F&& f) {
+void sum_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, const T** rp, T* acc,
+              T* acc2, F&& f) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
-  for (index_t k = 0; k < nr; ++k) {
-    const T* row = src.get(rows[k]);
-    for (index_t ow = 0; ow < aw.out; ++ow) {
-      const T* p = row + aw.first[ow] * ps;
-      for_block_chunks(nb, [&](auto U, index_t b) {
-        const index_t at = (ow * nb + b) * V::N;
-        sum_chunk<decltype(U)::value, kTwo>(p + b * V::N, aw.count[ow], step, k == 0, acc + at, acc2 + at,
-                                            ow * nb + b, f);
-      });
-    }
-  }
+  for_bins(src, aw, rows, nr, nb, rp, [&](auto U, index_t ow, index_t b, const T* const* p, const index_t*,
+                                          index_t n, bool first) {
+    const index_t at = (ow * nb + b) * V::N;
+    sum_chunk<decltype(U)::value, kTwo>(p, n, aw.first[ow] * ps + b * V::N, aw.count[ow], step, first, acc + at,
+                                        acc2 + at, ow * nb + b, f);
+  });
 }
 
 template <int U, class T, class F>
-inline void max_of_chunk(const T* p, index_t count, index_t step, bool first, T* acc, F& f) {
+inline void max_of_chunk(const T* const* rp, index_t nr, index_t off, index_t count, index_t step, bool first, T* acc,
+                         F& f) {
   using V = Vec<T>;
   V m[U];
-  for (int u = 0; u < U; ++u) m[u] = first ? f(V::load(p + u * V::N)) : V::load(acc + u * V::N);
-  for (index_t j = first ? 1 : 0; j < count; ++j)
-    for (int u = 0; u < U; ++u) m[u] = V::max_nan(m[u], f(V::load(p + j * step + u * V::N)));
+  for (int u = 0; u < U; ++u) m[u] = first ? f(V::load(rp[0] + off + u * V::N)) : V::load(acc + u * V::N);
+  for (index_t k = 0; k < nr; ++k)
+    for (index_t j = first && k == 0 ? 1 : 0; j < count; ++j)
+      for (int u = 0; u < U; ++u) m[u] = V::max_nan(m[u], f(V::load(rp[k] + off + j * step + u * V::N)));
   for (int u = 0; u < U; ++u) V::store(acc + u * V::N, m[u]);
 }
 
 // Maximum over each bin of f(x) (NaN propagates), into acc.
 template <class T, class F>
-void max_of_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T* acc, F&& f) {
+void max_of_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, const T** rp, T* acc,
+                 F&& f) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
-  for (index_t k = 0; k < nr; ++k) {
-    const T* row = src.get(rows[k]);
-    for (index_t ow = 0; ow < aw.out; ++ow) {
-      const T* p = row + aw.first[ow] * ps;
-      for_block_chunks(nb, [&](auto U, index_t b) {
-        max_of_chunk<decltype(U)::value>(p + b * V::N, aw.count[ow], step, k == 0, acc + (ow * nb + b) * V::N, f);
-      });
-    }
-  }
+  for_bins(src, aw, rows, nr, nb, rp, [&](auto U, index_t ow, index_t b, const T* const* p, const index_t*,
+                                          index_t n, bool first) {
+    max_of_chunk<decltype(U)::value>(p, n, aw.first[ow] * ps + b * V::N, aw.count[ow], step, first,
+                                     acc + (ow * nb + b) * V::N, f);
+  });
 }
 
 // Adds each lane's gradient g at its bin's argmax (input row rk, column cj): a compare
 // per tap, in the rows holding some lane's maximum only.
 template <int U, class T>
-inline void route_chunk(T* q, index_t count, index_t step, Vec<T> kv, index_t w0, index_t wstep, const T* ra,
-                        const T* ca, const T* ga) {
+inline void route_chunk(T* const* rp, const index_t* rows, index_t nr, index_t off, index_t count, index_t step,
+                        index_t w0, index_t wstep, const T* ra, const T* ca, const T* ga) {
   using V = Vec<T>;
-  typename V::M in_row[U];
-  V cj[U], g[U];
-  bool any = false;
+  V rk[U], cj[U], g[U];
   for (int u = 0; u < U; ++u) {
-    in_row[u] = V::eq(V::load(ra + u * V::N), kv);
-    any = any || V::any(in_row[u]);
+    rk[u] = V::load(ra + u * V::N);
     cj[u] = V::load(ca + u * V::N);
     g[u] = V::load(ga + u * V::N);
   }
-  if (!any) return;  // no lane's maximum is in this row
-  for (index_t j = 0; j < count; ++j) {
-    const V jv = V::set1(T(w0 + j * wstep));
-    for (int u = 0; u < U; ++u) {  // branch-free: which lanes hit a tap is data-dependent
-      const auto m = V::m_and(in_row[u], V::eq(cj[u], jv));
-      T* t = q + j * step + u * V::N;
-      V::store(t, V::add(V::load(t), V::select(m, g[u], V::zero())));
+  for (index_t k = 0; k < nr; ++k) {
+    const V kv = V::set1(T(rows[k]));
+    typename V::M in_row[U];
+    bool any = false;
+    for (int u = 0; u < U; ++u) {
+      in_row[u] = V::eq(rk[u], kv);
+      any = any || V::any(in_row[u]);
+    }
+    if (!any) continue;  // no lane's maximum is in this row
+    for (index_t j = 0; j < count; ++j) {
+      const V jv = V::set1(T(w0 + j * wstep));
+      for (int u = 0; u < U; ++u) {  // branch-free: which lanes hit a tap is data-dependent
+        const auto m = V::m_and(in_row[u], V::eq(cj[u], jv));
+        T* t = rp[k] + off + j * step + u * V::N;
+        V::store(t, V::add(V::load(t), V::select(m, g[u], V::zero())));
+      }
     }
   }
 }
 
 template <class T>
-void route_bins(GradRows<T>& dst, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, const T* rk,
-                const T* cj, const T* g) {
+void route_bins(GradRows<T>& dst, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, T** rp,
+                const T* rk, const T* cj, const T* g) {
   using V = Vec<T>;
   const index_t ps = dst.ps(), step = aw.step * ps;
-  for (index_t k = 0; k < nr; ++k) {
-    T* row = dst.get(rows[k]);
-    const V kv = V::set1(T(rows[k]));
-    for (index_t ow = 0; ow < aw.out; ++ow) {
-      T* p = row + aw.first[ow] * ps;
-      for_block_chunks(nb, [&](auto U, index_t b) {
-        const index_t at = (ow * nb + b) * V::N;
-        route_chunk<decltype(U)::value>(p + b * V::N, aw.count[ow], step, kv, aw.first[ow], aw.step, rk + at, cj + at,
-                                        g + at);
-      });
-    }
-  }
+  for_bins(dst, aw, rows, nr, nb, rp, [&](auto U, index_t ow, index_t b, T* const* p, const index_t* r, index_t n,
+                                          bool) {
+    const index_t at = (ow * nb + b) * V::N;
+    route_chunk<decltype(U)::value>(p, r, n, aw.first[ow] * ps + b * V::N, aw.count[ow], step, aw.first[ow], aw.step,
+                                    rk + at, cj + at, g + at);
+  });
 }
 
 // Flat plane position of an argmax from its input row (d*H + h) and column.
@@ -740,7 +756,7 @@ struct Setup {
   index_t copy_elems() const { return (whole ? P : W) * Vec<T>::N; }
   index_t acc_elems() const { return max_out_w * nb * Vec<T>::N; }
   std::size_t scratch_bytes(int accs) const {
-    return Scratch::bytes<T>(copy_elems()) * 2 + Scratch::bytes<index_t>(max_rows) +
+    return Scratch::bytes<T>(copy_elems()) * 2 + Scratch::bytes<index_t>(max_rows) * 3 +
            Scratch::bytes<T>(acc_elems()) * std::size_t(accs) + Scratch::bytes<T>(nb * Vec<T>::N) * 4 +
            Scratch::bytes<T>(tile) + 64;
   }
@@ -759,6 +775,7 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
     if (!mem.ok()) return report_failure(ok);
     T* copy = mem.take<T>(su.copy_elems());
     index_t* rows = mem.take<index_t>(su.max_rows);
+    const T** rp = mem.take<const T*>(su.max_rows);
     T* a0 = mem.take<T>(su.acc_elems());
     T* a1 = mem.take<T>(su.acc_elems());
     T* a2 = mem.take<T>(su.acc_elems());
@@ -785,7 +802,7 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
             };
             if (op == BinReduce::max) {
               if (lv.indices) {
-                max_bins<T, true>(src, aw, rows, nr, nb, a0, a1, a2);
+                max_bins<T, true>(src, aw, rows, nr, nb, rp, a0, a1, a2);
                 for (index_t ow = 0; ow < aw.out; ++ow)
                   for (index_t b = 0; b < nb; ++b) {
                     const index_t s = (ow * nb + b) * V::N, at = io.at(od, oh, ow, b);
@@ -793,11 +810,11 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
                       lv.indices[lo.off[i] + at] = argmax_position(double(a1[s + i]), double(a2[s + i]), su.W);
                   }
               } else {
-                max_bins<T, false>(src, aw, rows, nr, nb, a0, a1, a2);
+                max_bins<T, false>(src, aw, rows, nr, nb, rp, a0, a1, a2);
               }
               emit(a0, [](V v, index_t, index_t) { return v; });
             } else if (op == BinReduce::avg) {
-              sum_bins<false>(src, aw, rows, nr, nb, a0, a1, [](V v, index_t) { return Pair<V>{v, v}; });
+              sum_bins<false>(src, aw, rows, nr, nb, rp, a0, a1, [](V v, index_t) { return Pair<V>{v, v}; });
               emit(a0, [&](V v, index_t ow, index_t) { return V::div(v, V::set1(T(dd * aw.divisor[ow]))); });
             } else {
               const bool gem = op == BinReduce::gem;
@@ -805,8 +822,8 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
               with_pow_kind(kind, [&](auto K) {
                 constexpr int k = decltype(K)::value;
                 const bool scaled = k != 1;
-                if (scaled) max_of_bins(src, aw, rows, nr, nb, a1, mag);
-                sum_bins<false>(src, aw, rows, nr, nb, a0, a2, [&](V v, index_t slot) {
+                if (scaled) max_of_bins(src, aw, rows, nr, nb, rp, a1, mag);
+                sum_bins<false>(src, aw, rows, nr, nb, rp, a0, a2, [&](V v, index_t slot) {
                   const V t = mag(v);
                   const V q = pow_p<V, k>(scaled ? V::div(t, V::load(a1 + slot * V::N)) : t,
                                           V::load(ex.p + (slot % nb) * V::N));
@@ -933,6 +950,8 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
     T* copy = mem.take<T>(su.copy_elems());
     T* gcopy = mem.take<T>(su.copy_elems());
     index_t* rows = mem.take<index_t>(su.max_rows);
+    const T** rp = mem.take<const T*>(su.max_rows);
+    T** grp = mem.take<T*>(su.max_rows);
     T* a[5];
     for (T*& p : a) p = mem.take<T>(su.acc_elems());
     Exponents<T> ex{mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N)};
@@ -1033,7 +1052,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
             for (index_t od = 0; od < lv.axis[0].out; ++od)
               for (index_t oh = 0; oh < OH; ++oh) {
                 const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
-                max_bins<T, true>(src, aw, rows, nr, nb, a[0], a[1], a[2]);
+                max_bins<T, true>(src, aw, rows, nr, nb, rp, a[0], a[1], a[2]);
                 for (index_t ow = 0; ow < OW; ++ow)
                   for (index_t b = 0; b < nb; ++b) {
                     const index_t at = (ow * nb + b) * V::N;
@@ -1045,7 +1064,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
                       V::store(k3 + 2 * V::N, V::load(a[2] + at));
                     }
                   }
-                route_bins(dst, aw, rows, nr, nb, a[1], a[2], a[3]);
+                route_bins(dst, aw, rows, nr, nb, grp, a[1], a[2], a[3]);
               }
             continue;
           }
@@ -1113,19 +1132,19 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
             for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
               const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
               const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
-              if (scaled) max_of_bins(src, aw, rows, nr, nb, m, mag);
+              if (scaled) max_of_bins(src, aw, rows, nr, nb, rp, m, mag);
               auto ratio = [&](V v, index_t slot) {
                 const V t = mag(v);
                 return scaled ? V::div(t, V::load(m + slot * V::N)) : t;
               };
               auto pw = [&](V r, index_t slot) { return pow_p<V, k>(r, V::load(ex.p + (slot % nb) * V::N)); };
               if (gem && gp) {  // S and S_ln in one pass
-                sum_bins<true>(src, aw, rows, nr, nb, s, sl, [&](V v, index_t slot) {
+                sum_bins<true>(src, aw, rows, nr, nb, rp, s, sl, [&](V v, index_t slot) {
                   const V r = ratio(v, slot), q = pw(r, slot);
                   return Pair<V>{q, V::mul(q, vlog(r))};
                 });
               } else {
-                sum_bins<false>(src, aw, rows, nr, nb, s, sl, [&](V v, index_t slot) {
+                sum_bins<false>(src, aw, rows, nr, nb, rp, s, sl, [&](V v, index_t slot) {
                   const V q = pw(ratio(v, slot), slot);
                   return Pair<V>{q, q};
                 });
