@@ -4,7 +4,8 @@
 # and runs them under qemu-aarch64: every SIMD path of the (emulated) arm64 CPU,
 # i.e. scalar and neon, against the scalar path, bitwise.
 #
-#   .ci/neon.sh [cases]        # cases: random geometries, default 400
+#   .ci/neon.sh [cases [bin_cases]]   # cases: random geometries, default 400;
+#                                     # bin_cases: bin-reduction problems, default 15
 #
 # Installs the cross compiler, qemu-user and cmake with apt-get if they are
 # missing (needs root or sudo). Build directory: build/neon.
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CASES="${1:-400}"
+BIN_CASES="${2:-15}"
 BUILD=build/neon
 SYSROOT=/usr/aarch64-linux-gnu
 
@@ -60,3 +62,21 @@ if ! grep -q "x 2 SIMD paths (scalar, neon)" <<< "$out"; then
   echo "neon.sh: expected 2 SIMD paths (scalar, neon) under qemu-aarch64" >&2
   exit 1
 fi
+
+# The bin reductions (adaptive, pyramid, LP, GeM), the same way.
+out="$("$QEMU" -L "$SYSROOT" "$BUILD/cpp/fastpool_bin_tests" "$BIN_CASES")" || {
+  echo "$out"
+  echo "neon.sh: bin reduction tests failed under qemu-aarch64" >&2
+  exit 1
+}
+echo "$out"
+if ! grep -q "x 2 SIMD paths (scalar, neon)" <<< "$out"; then
+  echo "neon.sh: expected 2 SIMD paths (scalar, neon) under qemu-aarch64 (bin tests)" >&2
+  exit 1
+fi
+
+# Vector math and transposes, the same way.
+"$QEMU" -L "$SYSROOT" "$BUILD/cpp/fastpool_math_tests" 20000 || {
+  echo "neon.sh: math tests failed under qemu-aarch64" >&2
+  exit 1
+}

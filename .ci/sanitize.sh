@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # CI reliability checks: AddressSanitizer + UndefinedBehaviorSanitizer and valgrind.
 #
-#   (a) C++ kernel tests built with -fsanitize=address,undefined (FASTPOOL_SANITIZE=ON)
-#       in build/asan, run with leak detection.
+#   (a) C++ kernel tests and bin-reduction tests built with -fsanitize=address,undefined
+#       (FASTPOOL_SANITIZE=ON) in build/asan, run with leak detection.
 #   (b) The Python extension built with the same sanitizers (build dir build/asan-py)
 #       and installed into a throwaway venv (build/asan-venv, --system-site-packages so
 #       numpy/torch/pytest/hypothesis are visible); the normally installed fastpool is
 #       never touched. The whole pytest suite runs with libasan preloaded.
 #   (c) valgrind memcheck on a short run of the normal (non-sanitized, Release) C++
-#       kernel tests in build/valgrind.
+#       kernel tests and bin-reduction tests in build/valgrind.
 #
 # Every stage runs even if an earlier one fails; the summary at the end has one line
 # per stage and the script exits non-zero if any stage failed. Any sanitizer report
@@ -19,7 +19,9 @@
 #
 # Environment knobs: PYTHON (interpreter, default python), JOBS (build jobs, default 2),
 # KERNEL_CASES (ASan kernel-test cases, default 400), VALGRIND_CASES (default 400,
-# about 25 s), PYTEST_ARGS (extra pytest arguments, e.g. "-x" or "tests/test_max_pool.py").
+# about 25 s), BIN_CASES (ASan bin-test problems, default 40), BIN_VALGRIND_CASES
+# (default 10, about 40 s), PYTEST_ARGS (extra pytest arguments, e.g. "-x" or
+# "tests/test_max_pool.py").
 #
 # Blind spots, by construction of the tools:
 #  - GCC's ASan does not check masked vector loads/stores or gathers (vmaskmov,
@@ -37,6 +39,8 @@ PYTHON=${PYTHON:-python}
 JOBS=${JOBS:-2}
 KERNEL_CASES=${KERNEL_CASES:-400}
 VALGRIND_CASES=${VALGRIND_CASES:-400}
+BIN_CASES=${BIN_CASES:-40}
+BIN_VALGRIND_CASES=${BIN_VALGRIND_CASES:-10}
 PYTEST_ARGS=${PYTEST_ARGS:-}
 LOGS=$ROOT/build/sanitize-logs
 VENV=$ROOT/build/asan-venv
@@ -102,6 +106,28 @@ if cmake -S . -B build/asan -DFASTPOOL_BUILD_PYTHON=OFF -DFASTPOOL_BUILD_TESTS=O
 else
   tail -n 40 "$LOGS/a-build.log"
   result FAIL "(a) ASan+UBSan C++ kernel tests: build failed (see $LOGS/a-build.log)"
+fi
+
+# ------------------------------------------------------------------ (a2) ASan C++ bin tests
+say "(a2) C++ bin-reduction tests with ASan + UBSan (build/asan, $BIN_CASES cases)"
+t=$SECONDS
+if [ -x build/asan/cpp/fastpool_bin_tests ]; then
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1:$ASAN_COMMON \
+    timeout 600 build/asan/cpp/fastpool_bin_tests "$BIN_CASES" 2>&1 | tee "$LOGS/a2-run.log"
+  rc=${PIPESTATUS[0]}
+  counts=$(grep -m1 'bin problems' "$LOGS/a2-run.log" || echo 'no result line')
+  reports="no sanitizer errors"
+  if [ -n "$(sanitizer_reports "$LOGS/a2-run.log")" ]; then
+    reports="SANITIZER ERRORS (full reports above and in $LOGS/a2-run.log)"
+    sanitizer_reports "$LOGS/a2-run.log"
+  fi
+  if [ "$rc" -eq 0 ] && [ "$reports" = "no sanitizer errors" ]; then
+    result PASS "(a2) ASan+UBSan C++ bin tests: $counts; $reports ($(elapsed $t))"
+  else
+    result FAIL "(a2) ASan+UBSan C++ bin tests: exit $rc; $counts; $reports ($(elapsed $t))"
+  fi
+else
+  result FAIL "(a2) ASan+UBSan C++ bin tests: build/asan/cpp/fastpool_bin_tests was not built (see $LOGS/a-build.log)"
 fi
 
 # ------------------------------------------------------------------ (b) ASan Python suite
@@ -222,6 +248,27 @@ elif cmake -S . -B build/valgrind -DFASTPOOL_BUILD_PYTHON=OFF -DFASTPOOL_BUILD_T
 else
   tail -n 40 "$LOGS/c-build.log"
   result FAIL "(c) valgrind memcheck: build failed (see $LOGS/c-build.log)"
+fi
+
+# ------------------------------------------------------------------ (c2) valgrind, bin tests
+say "(c2) valgrind memcheck on the normal C++ bin-reduction tests (build/valgrind, $BIN_VALGRIND_CASES cases)"
+t=$SECONDS
+if ! command -v valgrind >/dev/null; then
+  result FAIL "(c2) valgrind (bin tests): valgrind is not installed"
+elif [ -x build/valgrind/cpp/fastpool_bin_tests ]; then
+  timeout 900 valgrind --tool=memcheck --error-exitcode=1 --track-origins=yes \
+      --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+      build/valgrind/cpp/fastpool_bin_tests "$BIN_VALGRIND_CASES" 2>&1 | tee "$LOGS/c2-run.log"
+  rc=${PIPESTATUS[0]}
+  counts=$(grep -m1 'bin problems' "$LOGS/c2-run.log" || echo 'no result line')
+  errs=$(grep -m1 -oE 'ERROR SUMMARY: [0-9]+ errors' "$LOGS/c2-run.log" || echo 'no ERROR SUMMARY')
+  if [ "$rc" -eq 0 ] && [ "$errs" = "ERROR SUMMARY: 0 errors" ]; then
+    result PASS "(c2) valgrind memcheck (bin tests): $counts; no errors ($errs) ($(elapsed $t))"
+  else
+    result FAIL "(c2) valgrind memcheck (bin tests): exit $rc; $counts; $errs ($(elapsed $t))"
+  fi
+else
+  result FAIL "(c2) valgrind memcheck (bin tests): build/valgrind/cpp/fastpool_bin_tests was not built (see $LOGS/c-build.log)"
 fi
 
 # ------------------------------------------------------------------ summary

@@ -87,7 +87,8 @@ void level_strides(const py::array& a, const char* name, const BinProblem& pb, c
     if (a.shape(i) != want[i]) throw py::value_error(std::string(name) + " does not have the bins' shape");
     if (a.strides(i) < 0 || a.strides(i) % index_t(itemsize) != 0)
       throw py::value_error(std::string(name) + " has unsupported strides");
-    st[i] = a.strides(i) / index_t(itemsize);
+    // a size-1 axis is only ever indexed at 0: its stride is irrelevant (and arbitrary in NumPy)
+    st[i] = a.shape(i) == 1 ? 0 : a.strides(i) / index_t(itemsize);
   }
   lv.stride_n = st[0];
   lv.stride_c = st[1];

@@ -240,6 +240,7 @@ def _all_outputs(case: ACase):
     ys, idxs = fastpool.adaptive_max_pool(xs, return_indices=True, **case.kw())
     return {"max": y, "idx": idx, "max special": ys, "idx special": idxs,
             "avg": fastpool.adaptive_avg_pool(x, **case.kw()),
+            "avg special": fastpool.adaptive_avg_pool(xs, **case.kw()),  # NaN payloads too
             "max bwd": fastpool.adaptive_max_pool_backward(g, x, **case.kw()),
             "avg bwd": fastpool.adaptive_avg_pool_backward(g, x.shape, **case.kw())}
 
@@ -270,12 +271,30 @@ def test_bitwise_identical_on_every_backend(case):
                  ref.adaptive_avg_pool_backward(np.abs(g), x.shape, **case.kw()), RTOL[np.dtype(case.dtype)])
 
 
+def _random_cases(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for _ in range(n):
+        rank = int(rng.integers(1, 4))
+        spatial = tuple(int(v) for v in rng.integers(1, 21 if rank < 3 else 9, rank))
+        out = tuple(None if rng.random() < 0.1 else int(rng.integers(1, 2 * s + 3)) for s in spatial)
+        cases.append(ACase(spatial, out, LAYOUTS[int(rng.integers(2))], DTYPES[int(rng.integers(2))],
+                           int(rng.integers(1, 3)), int(rng.integers(1, 21))))
+    return cases
+
+
+@pytest.mark.parametrize("case", params(_random_cases(80, seed=3)))
+def test_random_sizes_match_reference(case):
+    check_forward(case, kinds=("normal", "special"))
+    check_backward(case)
+
+
 # --------------------------------------------------------------------------- argument forms
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("rank", [1, 2, 3])
-def test_fixed_rank_forms_and_unbatched_input(rank, layout, backend):
+def test_fixed_rank_forms_and_unbatched_input(rank, layout):
     spatial, osz = {1: ((11,), (4,)), 2: ((5, 7), (3, 9)), 3: ((3, 4, 5), (2, 5, 2))}[rank]
     case = ACase(spatial, osz, layout, np.float64, 2, 5)
     x, g = case.data("normal"), case.grad("normal")
@@ -311,7 +330,8 @@ def test_output_size_forms():
     np.testing.assert_array_equal(fastpool.adaptive_avg_pool(x, 3), fastpool.adaptive_avg_pool(x, (3, 3)))
     assert_close(fastpool.adaptive_avg_pool(x, 3), e3, ref.adaptive_avg_pool(np.abs(x), (3, 3)), 1e-6)
     np.testing.assert_array_equal(fastpool.adaptive_avg_pool2d(x, 3), fastpool.adaptive_avg_pool(x, (3, 3)))
-    np.testing.assert_array_equal(fastpool.adaptive_max_pool(x, [3, np.int64(4)]), fastpool.adaptive_max_pool(x, (3, 4)))
+    np.testing.assert_array_equal(fastpool.adaptive_max_pool(x, [3, np.int64(4)]),
+                                  fastpool.adaptive_max_pool(x, (3, 4)))
     np.testing.assert_array_equal(fastpool.adaptive_max_pool(x, (None, 4)), fastpool.adaptive_max_pool(x, (9, 4)))
     np.testing.assert_array_equal(fastpool.adaptive_max_pool2d(x, (None, None)), x)
     assert_close(fastpool.adaptive_avg_pool2d(x[0], (4, None)), ref.adaptive_avg_pool(x[0], (4, 10)),

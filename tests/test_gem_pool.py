@@ -32,6 +32,7 @@ from pool_cases import (
     DTYPES,
     GEOMS,
     LAYOUTS,
+    RANDOM_CASES,
     RTOL,
     SHORT,
     SIMD_PATHS,
@@ -275,6 +276,15 @@ def test_bitwise_identical_on_every_backend(case):
     assert_close(runs[base_key]["y"], e, e, case.fwd_rtol())
 
 
+RANDOM = [GemCase(c.geom.spatial, c.layout, c.dtype, c.batch, c.channels, P_CYCLE[i % len(P_CYCLE)], window=c.geom,
+                  cip=bool(i % 2)) for i, c in enumerate(RANDOM_CASES[100:180])]
+
+
+@pytest.mark.parametrize("case", params(RANDOM))
+def test_random_geometries_match_reference(case):
+    check(case, kinds=("normal",))
+
+
 # --------------------------------------------------------------------------- special p
 
 
@@ -372,6 +382,25 @@ def test_per_channel_p(layout, dtype, pdtype, backend):
     assert_close(yw, ew, ew, rtol)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_per_channel_p_all_equal(layout, backend):
+    """An array of equal p values is still per channel: grad_p has shape (C,), each entry
+    the channel's share of the scalar-p gradient."""
+    case = GemCase((5, 7), layout, np.float64, 2, 4, 3.0)
+    x, g = case.data("normal"), case.grad()
+    p = np.full(4, 3.0)
+    np.testing.assert_allclose(fastpool.gem_pool(x, p, layout=layout), fastpool.gem_pool(x, 3.0, layout=layout),
+                               rtol=1e-14)
+    gx, gp = fastpool.gem_pool_backward(g, x, p, layout=layout)
+    assert gp.shape == (4,)
+    e_gx, e_gp = ref.gem_pool_backward(g, x, p, layout=layout)
+    s_gx, s_gp = ref.gem_pool_backward(g, x, p, layout=layout, magnitude=True)
+    assert_close(gx, e_gx, s_gx, 1e-12)
+    assert_close(gp, e_gp, s_gp, 1e-12)
+    _, gp_scalar = fastpool.gem_pool_backward(g, x, 3.0, layout=layout)
+    np.testing.assert_allclose(gp.sum(), gp_scalar, rtol=1e-12, atol=1e-14)
+
+
 def test_scalar_p_forms():
     """p as int, numpy scalar and 0-d array: the same result; grad_p a 0-d array."""
     x = np.random.default_rng(0).uniform(0, 2, (2, 3, 5, 5))
@@ -385,7 +414,7 @@ def test_scalar_p_forms():
 
 
 @pytest.mark.parametrize("eps", [1e-3, 0.5, 1e-12])
-def test_eps(eps, backend):
+def test_eps(eps):
     case = GemCase((9, 9), "channels_last", np.float64, 2, 5, 2.5)
     x = case.data("normal")
     y = fastpool.gem_pool(x, 2.5, eps, layout="channels_last")
@@ -420,7 +449,7 @@ def test_nan_propagates(layout, dtype, backend):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("rank", [1, 2, 3])
-def test_unbatched_and_keepdims(rank, layout, backend):
+def test_unbatched_and_keepdims(rank, layout):
     spatial = {1: (9,), 2: (5, 6), 3: (2, 3, 4)}[rank]
     for keepdims in (False, True):
         case = GemCase(spatial, layout, np.float64, 2, 4, "chan", keepdims=keepdims)
@@ -551,6 +580,8 @@ TORCH_SETUPS = [
     pytest.param((9, 10), (3, 2, 1), True, id="k3-s2-p1-cip"),
     pytest.param((8, 8), (2, 2, 0), False, id="k2-s2"),
     pytest.param((9, 11), (3, 1, 0), False, id="k3-s1"),
+    pytest.param((10, 9), (3, 2, 1, True), True, id="k3-s2-p1-ceil-cip"),
+    pytest.param((10, 9), (2, 2, 1, True), False, id="k2-s2-p1-ceil"),
 ]
 
 
@@ -575,9 +606,9 @@ def test_matches_torch_composition(spatial, window, cip, layout, dtype, p):
         yt = c.mean(dim=(2, 3)).pow(1 / tpb.reshape(1, -1) if tp.ndim else 1 / tpb)
         kw = dict(layout=layout)
     else:
-        k, s, pad = window
-        yt = F.avg_pool2d(c, k, s, pad, count_include_pad=cip).pow(1 / tpb)
-        kw = dict(kernel_size=k, stride=s, padding=pad, count_include_pad=cip, layout=layout)
+        k, s, pad, ceil = window + (False,) * (4 - len(window))
+        yt = F.avg_pool2d(c, k, s, pad, ceil_mode=ceil, count_include_pad=cip).pow(1 / tpb)
+        kw = dict(kernel_size=k, stride=s, padding=pad, ceil_mode=ceil, count_include_pad=cip, layout=layout)
     y = fastpool.gem_pool(x, pv, EPS, **kw)
     g = np.random.default_rng(3).standard_normal(y.shape).astype(dtype)
     gt = torch.from_numpy(g.copy())
@@ -594,3 +625,78 @@ def test_matches_torch_composition(spatial, window, cip, layout, dtype, p):
     s_gx, s_gp = ref.gem_pool_backward(g, x, pv, EPS, magnitude=True, **kw)
     assert_close(gx, leaf.grad.numpy(), s_gx, rtol * 4, "grad_x")
     assert_close(gp, tp.grad.numpy(), s_gp, max(rtol * 4, g.size * np.finfo(dtype).eps), "grad_p")
+
+
+# --------------------------------------------------------------------------- benchmark shapes
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_benchmark_shape(layout, num_threads):
+    """(32, 256, 13, 13), the issue's comparison shape, float32, forward and backward."""
+    case = GemCase((13, 13), layout, np.float32, 32, 256, 3.0)
+    x, g = case.data("normal"), case.grad()
+    e = ref_fwd(case, "normal")
+    assert_close(fastpool.gem_pool(x, layout=layout), e, e, case.fwd_rtol())
+    gx, gp = fastpool.gem_pool_backward(g, x, layout=layout)
+    e_gx, e_gp, s_gx, s_gp = ref_bwd(case, "normal")
+    assert_close(gx, e_gx, s_gx, case.bwd_rtol())
+    assert_close(gp, e_gp, s_gp, case.gradp_rtol(g.size))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_no_temporaries_the_size_of_x(layout):
+    """Forward and backward (grad_x into out=) allocate nothing near x's size through
+    NumPy (traced by tracemalloc): no clamped or powered copy of x."""
+    import tracemalloc
+
+    case = GemCase((32, 32), layout, np.float32, 8, 64, 3.0)
+    x, g = case.data("normal"), case.grad()
+    gout = np.empty_like(x)
+    p_chan = np.linspace(1.0, 4.0, 64)
+    calls = {
+        "forward": lambda: fastpool.gem_pool(x, layout=layout),
+        "forward per-channel p": lambda: fastpool.gem_pool(x, p_chan, layout=layout),
+        "backward": lambda: fastpool.gem_pool_backward(g, x, layout=layout, out=gout),
+        "backward per-channel p": lambda: fastpool.gem_pool_backward(g, x, p_chan, layout=layout, out=gout),
+    }
+    for name, call in calls.items():
+        call()
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 0.05 * x.nbytes, f"{name}: peak traced allocation {peak} bytes, x has {x.nbytes}"
+
+
+def test_concurrent_python_threads_give_serial_results():
+    """The GIL is released while kernels run: calls from several Python threads at once
+    (each with its own thread count) return exactly the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4, 64, 13, 13)).astype(np.float32)
+    g = rng.standard_normal((4, 64)).astype(np.float32)
+    p = np.linspace(1.0, 4.0, 64)
+    calls = [
+        lambda: fastpool.gem_pool(x, 3.0),
+        lambda: fastpool.gem_pool_backward(g, x, p)[1],
+        lambda: fastpool.gem_pool_backward(g, x, 2.5)[0],
+        lambda: fastpool.gem_pool(x, p, kernel_size=3, stride=2, padding=1),
+        lambda: fastpool.lp_pool(x, 2.5, 3, 2, 1),
+        lambda: fastpool.spatial_pyramid_pool(x, (1, 2, 4), "avg"),
+        lambda: fastpool.adaptive_max_pool_backward(np.ones((4, 64, 5, 5), np.float32), x, 5),
+        lambda: fastpool.global_avg_pool(x),
+    ]
+    serial = [np.asarray(c()).copy() for c in calls]
+
+    def work(i):
+        with fastpool.threads(1 + i % 3):
+            return [(j, np.asarray(calls[j]()).copy()) for j in range(len(calls))[i % 2::1]]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(12)))
+    for res in results:
+        for j, value in res:
+            assert_bitwise_equal(value, serial[j], f"call {j}")

@@ -231,6 +231,7 @@ def _all_outputs(case: GCase):
     ys, idxs = fastpool.global_max_pool(xs, return_indices=True, **case.kw())
     return {"max": y, "idx": idx, "max special": ys, "idx special": idxs,
             "avg": fastpool.global_avg_pool(x, **case.kw()),
+            "avg special": fastpool.global_avg_pool(xs, **case.kw()),  # NaN payloads too
             "max bwd": fastpool.global_max_pool_backward(g, x, **case.kw()),
             "avg bwd": fastpool.global_avg_pool_backward(g, x.shape, **case.kw())}
 
@@ -263,7 +264,7 @@ def test_bitwise_identical_on_every_backend(case):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_fixed_rank_forms_and_unbatched_input(rank, layout, keepdims, backend):
+def test_fixed_rank_forms_and_unbatched_input(rank, layout, keepdims):
     spatial = {1: (9,), 2: (5, 6), 3: (2, 3, 4)}[rank]
     case = GCase(spatial, layout, np.float64, 2, 5, keepdims)
     x = case.data("normal")

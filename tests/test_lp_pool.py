@@ -23,6 +23,7 @@ from pool_cases import (
     DTYPES,
     GEOMS,
     LAYOUTS,
+    RANDOM_CASES,
     SIMD_PATHS,
     UNBATCHED,
     Case,
@@ -73,8 +74,8 @@ def bwd_rtol(case: Case, p: float) -> float:
 
 
 def _pcases(cases, offset: int = 0):
-    return [pytest.param(c, P_VALUES[(i + offset) % len(P_VALUES)], id=f"{c.id}-p{P_VALUES[(i + offset) % len(P_VALUES)]:g}")
-            for i, c in enumerate(cases)]
+    ps = [P_VALUES[(i + offset) % len(P_VALUES)] for i in range(len(cases))]
+    return [pytest.param(c, p, id=f"{c.id}-p{p:g}") for c, p in zip(cases, ps)]
 
 
 GRID = _pcases(grid(GEOMS))
@@ -175,6 +176,11 @@ def test_bitwise_identical_on_every_backend(case):
     assert_close(runs[base_key]["y p=2.5"], e, e, fwd_rtol(case, 2.5))
 
 
+@pytest.mark.parametrize("case, p", _pcases(RANDOM_CASES[:100], offset=5))
+def test_random_geometries_match_reference(case, p):
+    check(case, p, kinds=("normal",))
+
+
 # --------------------------------------------------------------------------- values
 
 
@@ -234,7 +240,7 @@ def test_large_p_does_not_overflow(p, dtype, backend):
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in UNBATCHED])
-def test_fixed_rank_forms_and_unbatched(case, backend):
+def test_fixed_rank_forms_and_unbatched(case):
     p = 2.5
     x, g = case.data("normal"), grad_for(case)
     kw = case.max_kwargs()
@@ -362,5 +368,42 @@ def test_matches_torch_on_non_negative_input(case, p):
     y = fastpool.lp_pool(x, p, **kw)
     rtol = 4 * fwd_rtol(case, p)  # torch: avg_pool of x^p, times K, then ^(1/p)
     assert_close(y, y_t, y_t, rtol)
+    assert_close(fastpool.lp_pool_backward(g, x, p, **kw), leaf.grad.numpy(),
+                 ref.lp_pool_backward(g, x, p, magnitude=True, **kw), 4 * bwd_rtol(case, p))
+
+
+def _torch_composable(geom: Geom) -> bool:
+    """2D, symmetric numeric padding of at most half the kernel, no dilation."""
+    if geom.rank != 2 or geom.dilation != 1 or isinstance(geom.padding, str):
+        return False
+    if isinstance(geom.padding, tuple) and any(isinstance(q, tuple) for q in geom.padding):
+        return False
+    g = ref.make_geometry(geom.spatial, **geom.kwargs())
+    return all(p[0] <= k // 2 for p, k in zip(g.pads, g.kernel))
+
+
+COMPOSED_CASES = [(c, p) for c, p in (prm.values for prm in GRID) if _torch_composable(c.geom)]
+
+
+@pytest.mark.parametrize("case, p", [pytest.param(c, p, id=f"{c.id}-p{p:g}") for c, p in COMPOSED_CASES])
+def test_matches_torch_composition_with_sign_and_padding(case, p):
+    """ONNX's L_p norm composed from torch ops, on signed input with padding and ceil mode:
+    avg_pool2d(|x|^p, divisor_override=1) (a zero-padded sum) ^ (1/p), autograd for grad_x."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = case.data("normal")
+    g = grad_for(case)
+    leaf = torch.from_numpy(x.copy()).requires_grad_(True)
+    t = leaf.movedim(-1, 1) if case.layout == "channels_last" else leaf
+    geom = ref.make_geometry(case.geom.spatial, **case.geom.kwargs())
+    sums = F.avg_pool2d(t.abs().pow(p), geom.kernel, geom.stride, tuple(q[0] for q in geom.pads),
+                        ceil_mode=geom.ceil_mode, divisor_override=1)
+    yt = sums.pow(1 / p)
+    gt = torch.from_numpy(g.copy())
+    yt.backward(gt.movedim(-1, 1) if case.layout == "channels_last" else gt)
+    yt = yt.detach()
+    y_t = np.ascontiguousarray((yt.movedim(1, -1) if case.layout == "channels_last" else yt).numpy())
+    kw = case.max_kwargs()
+    assert_close(fastpool.lp_pool(x, p, **kw), y_t, y_t, 4 * fwd_rtol(case, p))
     assert_close(fastpool.lp_pool_backward(g, x, p, **kw), leaf.grad.numpy(),
                  ref.lp_pool_backward(g, x, p, magnitude=True, **kw), 4 * bwd_rtol(case, p))

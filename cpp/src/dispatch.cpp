@@ -209,6 +209,9 @@ index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const Power
   check_bins(pb, op, levels, n_levels);
   check_power(pb, op, pp);
   const bool given = op == BinReduce::max && levels[0].given_indices;
+  for (int l = 1; l < n_levels; ++l)
+    if ((levels[l].given_indices != nullptr) != (levels[0].given_indices != nullptr))
+      throw std::invalid_argument("given indices are needed for every level or for none");
   if (!x && op != BinReduce::avg && !given) throw std::invalid_argument("this backward needs x");
   // Per-plane dL/dp, summed over the batch here in a fixed order.
   std::vector<T> per_plane(op == BinReduce::gem && grad_p ? std::size_t(pb.batch * pb.channels) : 0);

@@ -109,6 +109,12 @@ def canonical(a: np.ndarray, layout: Layout, batch: int, channels: int, spatial:
     return a.reshape(layout.canonical(batch, channels, spatial))
 
 
+def _in_dtype(v: float, dtype: np.dtype) -> float:
+    """v rounded to dtype (inf or 0 when it does not fit)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return float(np.asarray(v).astype(dtype))
+
+
 def power_exponent(p: Any, channels: int, dtype: np.dtype) -> Tuple[float, Optional[np.ndarray], bool]:
     """(scalar p, per-channel p or None, whether p was per channel). p > 0, finite."""
     if isinstance(p, (bool, np.bool_)) or isinstance(p, (str, bytes)):
@@ -119,8 +125,9 @@ def power_exponent(p: Any, channels: int, dtype: np.dtype) -> Tuple[float, Optio
         except (TypeError, ValueError):
             raise TypeError(f"p must be a positive float or an array of {channels} positive floats, "
                             f"got {p!r}") from None
-        if not np.isfinite(v) or v <= 0:
-            raise ValueError(f"p must be finite and > 0, got {p!r}")
+        cast = _in_dtype(v, dtype)
+        if not np.isfinite(v) or v <= 0 or not np.isfinite(cast) or cast <= 0:
+            raise ValueError(f"p must be finite and > 0 in {np.dtype(dtype)}, got {p!r}")
         return v, None, False
     try:
         arr = np.asarray(p, dtype=np.float64)
@@ -130,21 +137,26 @@ def power_exponent(p: Any, channels: int, dtype: np.dtype) -> Tuple[float, Optio
         raise ValueError(f"p must be a scalar or have shape ({channels},) (one per channel), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)) or not np.all(arr > 0):
         raise ValueError(f"p must be finite and > 0 in every channel, got {p!r}")
-    cast = arr.astype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        cast = arr.astype(dtype)
+    if not np.all(np.isfinite(cast)) or not np.all(cast > 0):
+        raise ValueError(f"p must be finite and > 0 in {np.dtype(dtype)} in every channel, got {p!r}")
     if np.all(cast == cast[0]):  # one exponent: the scalar kernels (integer powers, p = 1)
         return float(cast[0]), None, True
     return float(cast[0]), np.ascontiguousarray(cast), True
 
 
-def check_eps(eps: Any) -> float:
-    if isinstance(eps, (bool, np.bool_)) or np.ndim(eps) != 0:
+def check_eps(eps: Any, dtype: np.dtype) -> float:
+    """A positive float that stays positive and finite in the data's dtype."""
+    if isinstance(eps, (bool, np.bool_, str, bytes)) or np.ndim(eps) != 0:
         raise TypeError(f"eps must be a positive float, got {eps!r}")
     try:
         v = float(eps)
     except (TypeError, ValueError):
         raise TypeError(f"eps must be a positive float, got {eps!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"eps must be finite and > 0, got {eps!r}")
+    cast = _in_dtype(v, dtype)
+    if not np.isfinite(v) or v <= 0 or not np.isfinite(cast) or cast <= 0:
+        raise ValueError(f"eps must be finite and > 0 in {np.dtype(dtype)}, got {eps!r}")
     return v
 
 

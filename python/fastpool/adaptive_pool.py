@@ -88,8 +88,9 @@ def _backward(grad_output, x, input_shape, rank, layout, sizes, op, indices, out
     dtype = x.dtype if x is not None else check_float_array(grad_output, "grad_output").dtype
     g = _bins.check_grad(grad_output, grid.shape, dtype)
     idx_c = None
-    if indices is not None:
+    if indices is not None:  # indices and grad_output are read with the same strides
         idx_c = _bins.contiguous(_bins.check_indices(indices, grid.shape))
+        g = _bins.contiguous(g)
     gx = _bins.output_array(out, shape, dtype)
     _bins.check_no_overlap(gx, "out", x, g, indices)
     xm = None if x is None or idx_c is not None else grid.canon_in(_bins.contiguous(x))

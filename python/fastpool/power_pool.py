@@ -265,7 +265,7 @@ def gem_pool(
     """
     x = check_float_array(x, "x")
     spec = _gem_spec(x.ndim, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, rank, keepdims)
-    return _power_forward(x, spec, "gem", p, _bins.check_eps(eps), layout, out)
+    return _power_forward(x, spec, "gem", p, _bins.check_eps(eps, x.dtype), layout, out)
 
 
 def gem_pool_backward(
@@ -307,4 +307,4 @@ def gem_pool_backward(
     """
     x = check_float_array(x, "x")
     spec = _gem_spec(x.ndim, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, rank, keepdims)
-    return _power_backward(grad_output, x, spec, "gem", p, _bins.check_eps(eps), layout, out, True)
+    return _power_backward(grad_output, x, spec, "gem", p, _bins.check_eps(eps, x.dtype), layout, out, True)

@@ -402,6 +402,62 @@ inline void for_bins(R& src, const BinAxis& aw, const index_t* rows, index_t nr,
   }
 }
 
+// Many channel blocks (channels_last): a bin at a time, taps outer and blocks inner,
+// so each tap's channels stream from memory and the bin's accumulators stay in L1.
+constexpr index_t kStreamBlocks = 8;
+
+template <bool kIdx, class T>
+void max_bin_stream(const T* const* rp, const index_t* rows, index_t nr, index_t off, index_t count, index_t step,
+                    index_t w0, index_t wstep, index_t nb, T* va, T* ra, T* ca) {
+  using V = Vec<T>;
+  for (index_t k = 0; k < nr; ++k) {
+    const V kv = V::set1(T(rows[k]));
+    for (index_t j = 0; j < count; ++j) {
+      const T* q = rp[k] + off + j * step;
+      const V jv = V::set1(T(w0 + j * wstep));
+      if (k == 0 && j == 0) {
+        for (index_t b = 0; b < nb; ++b) {
+          V::store(va + b * V::N, V::load(q + b * V::N));
+          if (kIdx) {
+            V::store(ra + b * V::N, kv);
+            V::store(ca + b * V::N, jv);
+          }
+        }
+        continue;
+      }
+      for (index_t b = 0; b < nb; ++b) {
+        const V v = V::load(q + b * V::N), acc = V::load(va + b * V::N);
+        if (kIdx) {
+          const auto m = V::gt_or_nan(v, acc);
+          V::store(va + b * V::N, V::select(m, v, acc));
+          V::store(ra + b * V::N, V::select(m, kv, V::load(ra + b * V::N)));
+          V::store(ca + b * V::N, V::select(m, jv, V::load(ca + b * V::N)));
+        } else {
+          V::store(va + b * V::N, V::max_nan(acc, v));
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void route_bin_stream(T* const* rp, const index_t* rows, index_t nr, index_t off, index_t count, index_t step,
+                      index_t w0, index_t wstep, index_t nb, const T* ra, const T* ca, const T* ga) {
+  using V = Vec<T>;
+  for (index_t k = 0; k < nr; ++k) {
+    const V kv = V::set1(T(rows[k]));
+    for (index_t j = 0; j < count; ++j) {
+      T* q = rp[k] + off + j * step;
+      const V jv = V::set1(T(w0 + j * wstep));
+      for (index_t b = 0; b < nb; ++b) {
+        const auto m = V::m_and(V::eq(V::load(ra + b * V::N), kv), V::eq(V::load(ca + b * V::N), jv));
+        T* t = q + b * V::N;
+        V::store(t, V::add(V::load(t), V::select(m, V::load(ga + b * V::N), V::zero())));
+      }
+    }
+  }
+}
+
 // Maximum of each bin of output row (od, oh), with (when kIdx) the input row (d*H + h)
 // and column where it is; the scan rule of max pooling (first maximum, last NaN).
 template <class T, bool kIdx>
@@ -409,6 +465,15 @@ void max_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, 
               T* rk, T* cj) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
+  if (src.random_access() && nb >= kStreamBlocks) {
+    for (index_t k = 0; k < nr; ++k) rp[k] = src.get(rows[k]);
+    for (index_t ow = 0; ow < aw.out; ++ow) {
+      const index_t at = ow * nb * V::N;
+      max_bin_stream<kIdx>(rp, rows, nr, aw.first[ow] * ps, aw.count[ow], step, aw.first[ow], aw.step, nb, val + at,
+                           rk + at, cj + at);
+    }
+    return;
+  }
   for_bins(src, aw, rows, nr, nb, rp, [&](auto U, index_t ow, index_t b, const T* const* p, const index_t* r,
                                           index_t n, bool first) {
     const index_t at = (ow * nb + b) * V::N;
@@ -527,6 +592,15 @@ void route_bins(GradRows<T>& dst, const BinAxis& aw, const index_t* rows, index_
                 const T* rk, const T* cj, const T* g) {
   using V = Vec<T>;
   const index_t ps = dst.ps(), step = aw.step * ps;
+  if (dst.random_access() && nb >= kStreamBlocks) {
+    for (index_t k = 0; k < nr; ++k) rp[k] = dst.get(rows[k]);
+    for (index_t ow = 0; ow < aw.out; ++ow) {
+      const index_t at = ow * nb * V::N;
+      route_bin_stream(rp, rows, nr, aw.first[ow] * ps, aw.count[ow], step, aw.first[ow], aw.step, nb, rk + at,
+                       cj + at, g + at);
+    }
+    return;
+  }
   for_bins(dst, aw, rows, nr, nb, rp, [&](auto U, index_t ow, index_t b, T* const* p, const index_t* r, index_t n,
                                           bool) {
     const index_t at = (ow * nb + b) * V::N;
@@ -639,14 +713,16 @@ struct PyramidPlan {
   int* order;      // levels finest first; a level's source comes before it
   int* source;     // finer level it is composed from, or -1
   bool* keep;      // results kept for a coarser level
-  index_t** range;  // [level][axis][lo, hi] arrays
+  index_t** range;  // [level][axis][lo, hi] arrays: its bins in the source level
+  index_t** root_range;  // the same in its root level (the finest of its chain)
+  int* root;        // level at the end of its source chain (itself if none)
   index_t* offset;  // [level] start of its kept results, in vectors per block
 
   static std::size_t bytes(const BinLevel<T>* lv, int nl) {
-    std::size_t b = Scratch::bytes<int>(nl) * 2 + Scratch::bytes<bool>(nl) + Scratch::bytes<index_t*>(nl * 6) +
+    std::size_t b = Scratch::bytes<int>(nl) * 3 + Scratch::bytes<bool>(nl) + Scratch::bytes<index_t*>(nl * 6) * 2 +
                     Scratch::bytes<index_t>(nl);
     for (int l = 0; l < nl; ++l)
-      for (int i = 0; i < 3; ++i) b += Scratch::bytes<index_t>(lv[l].axis[i].out) * 2;
+      for (int i = 0; i < 3; ++i) b += Scratch::bytes<index_t>(lv[l].axis[i].out) * 4;
     return b;
   }
   void build(Scratch& mem, const BinLevel<T>* lv, int nl) {
@@ -654,12 +730,16 @@ struct PyramidPlan {
     source = mem.take<int>(nl);
     keep = mem.take<bool>(nl);
     range = mem.take<index_t*>(nl * 6);
+    root_range = mem.take<index_t*>(nl * 6);
+    root = mem.take<int>(nl);
     offset = mem.take<index_t>(nl);
     for (int l = 0; l < nl; ++l) {
       order[l] = l;
       source[l] = -1;
       keep[l] = false;
+      root[l] = l;
       for (int i = 0; i < 6; ++i) range[l * 6 + i] = mem.take<index_t>(lv[l].axis[i / 2].out);
+      for (int i = 0; i < 6; ++i) root_range[l * 6 + i] = mem.take<index_t>(lv[l].axis[i / 2].out);
     }
     for (int a = 1; a < nl; ++a)  // finest (most bins) first, stable
       for (int b = a; b > 0 && lv[order[b]].bins() > lv[order[b - 1]].bins(); --b) {
@@ -681,6 +761,22 @@ struct PyramidPlan {
         }
       }
     }
+    for (int a = 0; a < nl; ++a) {  // sources come first in `order`
+      const int c = order[a], f = source[c];
+      for (int i = 0; i < 3; ++i) {
+        index_t *lo = root_range[c * 6 + i * 2], *hi = root_range[c * 6 + i * 2 + 1];
+        for (index_t o = 0; o < lv[c].axis[i].out; ++o) {
+          if (f < 0) {
+            lo[o] = o;
+            hi[o] = o + 1;
+          } else {
+            lo[o] = root_range[f * 6 + i * 2][range[c * 6 + i * 2][o]];
+            hi[o] = root_range[f * 6 + i * 2 + 1][range[c * 6 + i * 2 + 1][o] - 1];
+          }
+        }
+      }
+      root[c] = f < 0 ? c : root[f];
+    }
     index_t total = 0;
     for (int l = 0; l < nl; ++l) {
       offset[l] = total;
@@ -697,9 +793,9 @@ struct PyramidPlan {
 
 // (v, r, w) merged with another bin's maximum (v2, r2, w2) by the scan rule over
 // positions: the larger value, the earlier position among equal values, the later
-// position among NaNs.
+// position among NaNs. s follows the winner (the root bin it came from).
 template <class V>
-inline void merge_max(V& v, V& r, V& w, V v2, V r2, V w2) {
+inline void merge_max(V& v, V& r, V& w, V& s, V v2, V r2, V w2, V s2) {
   const auto before = V::m_or(V::lt(r2, r), V::m_and(V::eq(r2, r), V::lt(w2, w)));
   const auto nan1 = V::is_nan(v), nan2 = V::is_nan(v2);
   const auto bigger = V::m_or(V::gt(v2, v), V::m_and(V::eq(v2, v), before));
@@ -708,6 +804,7 @@ inline void merge_max(V& v, V& r, V& w, V v2, V r2, V w2) {
   v = V::select(win, v2, v);
   r = V::select(win, r2, r);
   w = V::select(win, w2, w);
+  s = V::select(win, s2, s);
 }
 
 // Per-lane exponent vectors of a unit, one per block.
@@ -941,11 +1038,11 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
   index_t kept_elems = 0;
   if (op == BinReduce::max) {  // both max paths visit the levels in the plan's order: the same sums
     plan.build(plan_mem, levels, n_levels);
-    if (!levels[0].given_indices) kept_elems = plan.kept_bins(levels, n_levels) * 3 * su.nb * V::N;
+    if (!levels[0].given_indices) kept_elems = plan.kept_bins(levels, n_levels) * 5 * su.nb * V::N;
   }
   parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
     Scratch mem(su.scratch_bytes(5) + (avg ? coef_bytes : 0) + Scratch::bytes<T>(su.nb * V::N) +
-                Scratch::bytes<T>(kept_elems));
+                Scratch::bytes<T>(kept_elems) + 128);
     if (!mem.ok()) return report_failure(ok);
     T* copy = mem.take<T>(su.copy_elems());
     T* gcopy = mem.take<T>(su.copy_elems());
@@ -957,7 +1054,8 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
     Exponents<T> ex{mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N)};
     T* gp_acc = mem.take<T>(su.nb * V::N);
     T* tile = mem.take<T>(su.tile);
-    T* kept = mem.take<T>(kept_elems);
+    T* kept = mem.take<T>(kept_elems / 5 * 4);
+    T* gsum = mem.take<T>(kept_elems / 5);
     T** coef = avg ? mem.take<T*>(n_levels) : nullptr;
     if (avg)
       for (int l = 0; l < n_levels; ++l) coef[l] = mem.take<T>(levels[l].bins() * su.nb * V::N);
@@ -1035,11 +1133,14 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
         continue;
       }
       if (op == BinReduce::max) {
-        // recomputed argmax (coarse pyramid levels from finer ones), then each lane's
-        // gradient routed to it: by compare over the taps, or lane by lane for merged bins
+        // Recomputed argmax: root levels from the taps, coarser pyramid levels merged
+        // from finer ones, each merged gradient pushed down to the root bin that won;
+        // then every gradient is routed to its argmax by compare over the taps.
         Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
         GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
-        const index_t kv = nb * V::N;  // a kept result: (v, r, w) vectors per block at kept + 3*(bin*nb + b)*N
+        const index_t vb = nb * V::N;  // kept per (bin, block): v, r, w, root bin; gsum: the routed gradient
+        auto kept_at = [&](int l, index_t bin, index_t b) { return kept + (plan.offset[l] * 4 * nb + (bin * nb + b) * 4) * V::N; };
+        auto gsum_at = [&](int l, index_t bin, index_t b) { return gsum + (plan.offset[l] + bin) * vb + b * V::N; };
         for (int oi = 0; oi < n_levels; ++oi) {
           const int l = plan.order[oi];
           const BinLevel<T>& lv = levels[l];
@@ -1047,7 +1148,6 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
           const LevelIO<T> io(pb, u, lv, tile, su.tile);
           io.load_all(lv.grad_y);
           const index_t OH = lv.axis[1].out, OW = aw.out;
-          T* keep = plan.keep[l] ? kept + plan.offset[l] * 3 * kv : nullptr;
           if (plan.source[l] < 0) {
             for (index_t od = 0; od < lv.axis[0].out; ++od)
               for (index_t oh = 0; oh < OH; ++oh) {
@@ -1055,57 +1155,86 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
                 max_bins<T, true>(src, aw, rows, nr, nb, rp, a[0], a[1], a[2]);
                 for (index_t ow = 0; ow < OW; ++ow)
                   for (index_t b = 0; b < nb; ++b) {
-                    const index_t at = (ow * nb + b) * V::N;
-                    V::store(a[3] + at, io.get(lv.grad_y, od, oh, ow, b));
-                    if (keep) {
-                      T* k3 = keep + 3 * (((od * OH + oh) * OW + ow) * nb + b) * V::N;
-                      V::store(k3, V::load(a[0] + at));
-                      V::store(k3 + V::N, V::load(a[1] + at));
-                      V::store(k3 + 2 * V::N, V::load(a[2] + at));
+                    const index_t at = (ow * nb + b) * V::N, bin = (od * OH + oh) * OW + ow;
+                    const V g = io.get(lv.grad_y, od, oh, ow, b);
+                    if (!plan.keep[l]) {
+                      V::store(a[3] + at, g);
+                      continue;
                     }
+                    T* k4 = kept_at(l, bin, b);
+                    V::store(k4, V::load(a[0] + at));
+                    V::store(k4 + V::N, V::load(a[1] + at));
+                    V::store(k4 + 2 * V::N, V::load(a[2] + at));
+                    V::store(k4 + 3 * V::N, V::set1(T(bin)));
+                    V::store(gsum_at(l, bin, b), g);
                   }
-                route_bins(dst, aw, rows, nr, nb, grp, a[1], a[2], a[3]);
+                if (!plan.keep[l]) route_bins(dst, aw, rows, nr, nb, grp, a[1], a[2], a[3]);
               }
             continue;
           }
-          const int f = plan.source[l];
-          const BinLevel<T>& fl = levels[f];
-          const index_t FH = fl.axis[1].out, FW = fl.axis[2].out;
-          const T* fk = kept + plan.offset[f] * 3 * kv;
+          const int f = plan.source[l], root = plan.root[l];
+          const index_t FH = levels[f].axis[1].out, FW = levels[f].axis[2].out;
+          const index_t RH = levels[root].axis[1].out, RW = levels[root].axis[2].out;
           index_t* const* rg = plan.range + l * 6;
-          const index_t ps = dst.ps();
+          index_t* const* rr = plan.root_range + l * 6;
           for (index_t od = 0; od < lv.axis[0].out; ++od)
             for (index_t oh = 0; oh < OH; ++oh)
               for (index_t ow = 0; ow < OW; ++ow)
                 for (index_t b = 0; b < nb; ++b) {
-                  V v = V::zero(), r = V::zero(), w = V::zero();
+                  V v = V::zero(), r = V::zero(), w = V::zero(), s = V::zero();
                   bool first = true;
                   for (index_t fd = rg[0][od]; fd < rg[1][od]; ++fd)
                     for (index_t fh = rg[2][oh]; fh < rg[3][oh]; ++fh)
                       for (index_t fw = rg[4][ow]; fw < rg[5][ow]; ++fw) {
-                        const T* k3 = fk + 3 * (((fd * FH + fh) * FW + fw) * nb + b) * V::N;
-                        const V v2 = V::load(k3), r2 = V::load(k3 + V::N), w2 = V::load(k3 + 2 * V::N);
+                        const T* k4 = kept_at(f, (fd * FH + fh) * FW + fw, b);
+                        const V v2 = V::load(k4), r2 = V::load(k4 + V::N), w2 = V::load(k4 + 2 * V::N);
+                        const V s2 = V::load(k4 + 3 * V::N);
                         if (first) {
                           v = v2;
                           r = r2;
                           w = w2;
+                          s = s2;
                           first = false;
                         } else {
-                          merge_max(v, r, w, v2, r2, w2);
+                          merge_max(v, r, w, s, v2, r2, w2, s2);
                         }
                       }
-                  if (keep) {
-                    T* k3 = keep + 3 * (((od * OH + oh) * OW + ow) * nb + b) * V::N;
-                    V::store(k3, v);
-                    V::store(k3 + V::N, r);
-                    V::store(k3 + 2 * V::N, w);
+                  if (plan.keep[l]) {
+                    T* k4 = kept_at(l, (od * OH + oh) * OW + ow, b);
+                    V::store(k4, v);
+                    V::store(k4 + V::N, r);
+                    V::store(k4 + 2 * V::N, w);
+                    V::store(k4 + 3 * V::N, s);
                   }
-                  alignas(64) T g[V::N], rr[V::N], ww[V::N];
-                  V::store(g, io.get(lv.grad_y, od, oh, ow, b));
-                  V::store(rr, r);
-                  V::store(ww, w);
-                  for (index_t i = 0; i < u.lanes; ++i) dst.get(index_t(rr[i]))[index_t(ww[i]) * ps + b * V::N + i] += g[i];
+                  // push the gradient down to the root bin holding the argmax
+                  const V g = io.get(lv.grad_y, od, oh, ow, b);
+                  for (index_t rd = rr[0][od]; rd < rr[1][od]; ++rd)
+                    for (index_t rh = rr[2][oh]; rh < rr[3][oh]; ++rh)
+                      for (index_t rw = rr[4][ow]; rw < rr[5][ow]; ++rw) {
+                        const index_t bin = (rd * RH + rh) * RW + rw;
+                        T* gs = gsum_at(root, bin, b);
+                        V::store(gs, V::add(V::load(gs), V::select(V::eq(s, V::set1(T(bin))), g, V::zero())));
+                      }
                 }
+        }
+        for (int l = 0; l < n_levels; ++l) {  // route the root levels' summed gradients
+          if (plan.source[l] >= 0 || !plan.keep[l]) continue;
+          const BinLevel<T>& lv = levels[l];
+          const BinAxis& aw = lv.axis[2];
+          const index_t OH = lv.axis[1].out, OW = aw.out;
+          for (index_t od = 0; od < lv.axis[0].out; ++od)
+            for (index_t oh = 0; oh < OH; ++oh) {
+              const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
+              for (index_t ow = 0; ow < OW; ++ow)
+                for (index_t b = 0; b < nb; ++b) {
+                  const index_t at = (ow * nb + b) * V::N, bin = (od * OH + oh) * OW + ow;
+                  const T* k4 = kept_at(l, bin, b);
+                  V::store(a[1] + at, V::load(k4 + V::N));
+                  V::store(a[2] + at, V::load(k4 + 2 * V::N));
+                  V::store(a[3] + at, V::load(gsum_at(l, bin, b)));
+                }
+              route_bins(dst, aw, rows, nr, nb, grp, a[1], a[2], a[3]);
+            }
         }
         dst.flush();
         continue;
