@@ -402,62 +402,6 @@ inline void for_bins(R& src, const BinAxis& aw, const index_t* rows, index_t nr,
   }
 }
 
-// Many channel blocks (channels_last): a bin at a time, taps outer and blocks inner,
-// so each tap's channels stream from memory and the bin's accumulators stay in L1.
-constexpr index_t kStreamBlocks = 8;
-
-template <bool kIdx, class T>
-void max_bin_stream(const T* const* rp, const index_t* rows, index_t nr, index_t off, index_t count, index_t step,
-                    index_t w0, index_t wstep, index_t nb, T* va, T* ra, T* ca) {
-  using V = Vec<T>;
-  for (index_t k = 0; k < nr; ++k) {
-    const V kv = V::set1(T(rows[k]));
-    for (index_t j = 0; j < count; ++j) {
-      const T* q = rp[k] + off + j * step;
-      const V jv = V::set1(T(w0 + j * wstep));
-      if (k == 0 && j == 0) {
-        for (index_t b = 0; b < nb; ++b) {
-          V::store(va + b * V::N, V::load(q + b * V::N));
-          if (kIdx) {
-            V::store(ra + b * V::N, kv);
-            V::store(ca + b * V::N, jv);
-          }
-        }
-        continue;
-      }
-      for (index_t b = 0; b < nb; ++b) {
-        const V v = V::load(q + b * V::N), acc = V::load(va + b * V::N);
-        if (kIdx) {
-          const auto m = V::gt_or_nan(v, acc);
-          V::store(va + b * V::N, V::select(m, v, acc));
-          V::store(ra + b * V::N, V::select(m, kv, V::load(ra + b * V::N)));
-          V::store(ca + b * V::N, V::select(m, jv, V::load(ca + b * V::N)));
-        } else {
-          V::store(va + b * V::N, V::max_nan(acc, v));
-        }
-      }
-    }
-  }
-}
-
-template <class T>
-void route_bin_stream(T* const* rp, const index_t* rows, index_t nr, index_t off, index_t count, index_t step,
-                      index_t w0, index_t wstep, index_t nb, const T* ra, const T* ca, const T* ga) {
-  using V = Vec<T>;
-  for (index_t k = 0; k < nr; ++k) {
-    const V kv = V::set1(T(rows[k]));
-    for (index_t j = 0; j < count; ++j) {
-      T* q = rp[k] + off + j * step;
-      const V jv = V::set1(T(w0 + j * wstep));
-      for (index_t b = 0; b < nb; ++b) {
-        const auto m = V::m_and(V::eq(V::load(ra + b * V::N), kv), V::eq(V::load(ca + b * V::N), jv));
-        T* t = q + b * V::N;
-        V::store(t, V::add(V::load(t), V::select(m, V::load(ga + b * V::N), V::zero())));
-      }
-    }
-  }
-}
-
 // Maximum of each bin of output row (od, oh), with (when kIdx) the input row (d*H + h)
 // and column where it is; the scan rule of max pooling (first maximum, last NaN).
 template <class T, bool kIdx>
@@ -465,15 +409,6 @@ void max_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, 
               T* rk, T* cj) {
   using V = Vec<T>;
   const index_t ps = src.ps(), step = aw.step * ps;
-  if (src.random_access() && nb >= kStreamBlocks) {
-    for (index_t k = 0; k < nr; ++k) rp[k] = src.get(rows[k]);
-    for (index_t ow = 0; ow < aw.out; ++ow) {
-      const index_t at = ow * nb * V::N;
-      max_bin_stream<kIdx>(rp, rows, nr, aw.first[ow] * ps, aw.count[ow], step, aw.first[ow], aw.step, nb, val + at,
-                           rk + at, cj + at);
-    }
-    return;
-  }
   for_bins(src, aw, rows, nr, nb, rp, [&](auto U, index_t ow, index_t b, const T* const* p, const index_t* r,
                                           index_t n, bool first) {
     const index_t at = (ow * nb + b) * V::N;
@@ -592,15 +527,6 @@ void route_bins(GradRows<T>& dst, const BinAxis& aw, const index_t* rows, index_
                 const T* rk, const T* cj, const T* g) {
   using V = Vec<T>;
   const index_t ps = dst.ps(), step = aw.step * ps;
-  if (dst.random_access() && nb >= kStreamBlocks) {
-    for (index_t k = 0; k < nr; ++k) rp[k] = dst.get(rows[k]);
-    for (index_t ow = 0; ow < aw.out; ++ow) {
-      const index_t at = ow * nb * V::N;
-      route_bin_stream(rp, rows, nr, aw.first[ow] * ps, aw.count[ow], step, aw.first[ow], aw.step, nb, rk + at,
-                       cj + at, g + at);
-    }
-    return;
-  }
   for_bins(dst, aw, rows, nr, nb, rp, [&](auto U, index_t ow, index_t b, T* const* p, const index_t* r, index_t n,
                                           bool) {
     const index_t at = (ow * nb + b) * V::N;
