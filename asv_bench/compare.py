@@ -354,9 +354,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 5 quick, 9 full)")
     ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy baseline")
+    ap.add_argument("--only", metavar="NAMES", help="comma-separated operators to time (e.g. gem_pool,global_avg_pool)")
     args = ap.parse_args(argv)
     repeats = args.repeats or (5 if args.quick else 9)
     cases = [CASES[i] for i in QUICK_CASES] if args.quick else CASES
+    if args.only:
+        wanted = set(args.only.split(","))
+        cases = [c for c in cases if c[0] in wanted]
 
     fastpool.show_config()
     peers: Dict[str, Any] = {}

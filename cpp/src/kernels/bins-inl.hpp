@@ -758,7 +758,7 @@ struct Setup {
   index_t max_out_w = 1, max_rows = 1;
   bool whole;
 
-  Setup(const BinProblem& pb, const BinLevel<T>* lv, int nl) {
+  Setup(const BinProblem& pb, const BinLevel<T>* lv, int nl, int threads) {
     H = pb.in[1];
     W = pb.in[2];
     rows = pb.in[0] * pb.in[1];
@@ -771,6 +771,9 @@ struct Setup {
       max_rows = imax(max_rows, cd * ch);
     }
     nb = pb.channels_last ? Unit<T>::cl_blocks(pb, max_out_w) : 1;
+    // at least a few units per thread, even at batch 1 (the split never changes a result)
+    const index_t blocks = pb.batch * (pb.channels / Vec<T>::N);
+    if (threads > 1) nb = imax(1, imin(nb, blocks / (4 * index_t(threads))));
     index_t most_bins = 1;
     for (int l = 0; l < nl; ++l) most_bins = imax(most_bins, lv[l].bins());
     tile = imin(most_bins * nb * Vec<T>::N, index_t(kTileBytes / sizeof(T)));
@@ -789,7 +792,7 @@ template <class T>
 void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp, const BinLevel<T>* levels,
              int n_levels, int threads) {
   using V = Vec<T>;
-  const Setup<T> su(pb, levels, n_levels);
+  const Setup<T> su(pb, levels, n_levels, threads);
   const index_t n_units = Unit<T>::count(pb, su.nb);
   const PowKind kind = pow_kind_of(double(pp.p), pp.p_channel != nullptr);
   int ok = 1;
@@ -931,7 +934,7 @@ template <class T>
 index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp, const BinLevel<T>* levels,
                  int n_levels, T* gx, T* gp, int threads) {
   using V = Vec<T>;
-  const Setup<T> su(pb, levels, n_levels);
+  const Setup<T> su(pb, levels, n_levels, threads);
   const index_t n_units = Unit<T>::count(pb, su.nb);
   const PowKind kind = pow_kind_of(double(pp.p), pp.p_channel != nullptr);
   int ok = 1;
