@@ -198,6 +198,10 @@ class Case:
             return (self.batch,) + g.out_sizes + (self.channels,)
         return (self.batch, self.channels) + g.out_sizes
 
+    def grad(self, kind: str = "ints") -> np.ndarray:
+        """A grad_output of the forward output's shape (default: multiples of 1/4, exact sums)."""
+        return make_data(self.rng("grad"), self.out_shape(), self.dtype, kind)
+
 
 def make_data(rng: np.random.Generator, shape, dtype, kind: str) -> np.ndarray:
     """Input data of a given kind.
@@ -258,6 +262,38 @@ def views(x: np.ndarray):
     unaligned[...] = x
     assert not unaligned.flags.aligned or x.itemsize == 1
     yield "unaligned", unaligned
+
+
+def transposed_memory(x: np.ndarray, layout: str) -> np.ndarray:
+    """A view equal to x (in ``layout``) whose memory is in the other layout's order: a
+    channels_first view of channels_last memory, or the reverse."""
+    if layout == "channels_first":
+        return np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(x, -1, 1)), 1, -1)
+
+
+def distinct_values(rng: np.random.Generator, shape) -> np.ndarray:
+    """Distinct values spaced >= 1e-2 apart, in random order, in [0, n * 1e-2): no
+    argmax changes within a finite-difference step."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) * 1e-2 + rng.uniform(0, 1e-3, n)).reshape(shape)
+
+
+def numerical_gradient(f: Callable[[np.ndarray], Any], x: np.ndarray, g: Any = None, h: float = 1e-5) -> np.ndarray:
+    """Central differences, step h, of L(x) = sum(g * f(x)), or of a scalar f(x) when g is
+    None. x is perturbed in place (and restored) one element at a time."""
+    grad = np.empty_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    loss = f if g is None else (lambda v: np.sum(g * f(v)))
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        up = loss(x)
+        flat[i] = old - h
+        down = loss(x)
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * h)
+    return grad
 
 
 def random_cases(n: int, seed: int) -> List[Case]:
@@ -356,6 +392,28 @@ def running_on(simd_name: str, n_threads: int) -> Iterator[None]:
         yield
 
 
+def fp(name: str) -> Callable[..., Any]:
+    """fastpool.<name>; a missing function fails the test (AttributeError), never skips."""
+    return getattr(fastpool, name)
+
+
+def identical_on_every_backend(outputs: Callable[[], Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+    """Runs ``outputs()`` on every available SIMD path x threads 1, 2 and 3; asserts every
+    run bitwise identical to the first, and returns the first run's outputs."""
+    runs = {}
+    for s in SIMD_PATHS:
+        if s not in AVAILABLE_SIMD:
+            continue
+        for t in (1, 2, 3):
+            with running_on(s, t):
+                runs[(s, t)] = outputs()
+    base_key = next(iter(runs))
+    for key, got in runs.items():
+        for name, value in runs[base_key].items():
+            assert_bitwise_equal(got[name], value, f"{name} on {key} vs {base_key}")
+    return runs[base_key]
+
+
 # ------------------------------------------------------------------------- caching
 
 _CACHE: Dict[Tuple[Any, ...], Any] = {}
@@ -421,6 +479,35 @@ def assert_same_signs(actual: np.ndarray, expected: np.ndarray) -> None:
     if bad.any():
         where = tuple(np.argwhere(bad)[0])
         raise AssertionError(f"sign differs at {where}: {actual[where]!r} vs {expected[where]!r}")
+
+
+def assert_max_equal(actual: np.ndarray, expected: np.ndarray, what: str = "") -> None:
+    """Max results: same dtype, shape, values (NaN where NaN) and signs of zeros."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape, \
+        (what, actual.dtype, expected.dtype, actual.shape, expected.shape)
+    np.testing.assert_array_equal(actual, expected, err_msg=what)
+    assert_same_signs(actual, expected)
+
+
+def sum_rtol(dtype: Any, terms: int) -> float:
+    """rtol 1e-6 / 1e-12, or the worst-case relative bound of a sum of ``terms`` terms in
+    any order, (terms - 1) * u, if larger."""
+    dtype = np.dtype(dtype)
+    return max(RTOL[dtype], (terms - 1) * np.finfo(dtype).eps / 2 * 1.01)
+
+
+def assert_close(actual: Any, expected: Any, scale: Any, rtol: float, what: str = "") -> None:
+    """NaN/inf at the same places; elsewhere |actual - expected| <= rtol * |scale| (the
+    bin reductions' check: scale is the same reduction of the |terms|)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    fin = _check_specials(actual, expected)
+    tol = rtol * np.abs(np.asarray(scale, dtype=np.float64)) + np.finfo(actual.dtype).tiny
+    err = np.abs(np.where(fin, actual, 0).astype(np.float64) - np.where(fin, expected, 0))
+    bad = fin & ~(err <= tol)
+    if bad.any():
+        where = tuple(np.argwhere(bad)[0])
+        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} differ beyond rtol={rtol:.3g}: first at "
+                             f"{where}: actual {actual[where]!r}, expected {expected[where]!r}, tol {tol[where]:.3g}")
 
 
 # ------------------------------------------------------------------------- robustness helpers

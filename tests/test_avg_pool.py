@@ -48,16 +48,12 @@ def ref_forward(case: Case, kind: str, kwargs=None):
     return cached(("avg", case.id, kind, repr(sorted(kw.items()))), compute)
 
 
-def grad_for(case: Case, kind: str = "ints") -> np.ndarray:
-    return make_data(case.rng("grad"), case.out_shape(), case.dtype, kind)
-
-
 def ref_backward(case: Case, g_kind: str = "ints", kwargs=None):
     """(grad_output, reference grad_x, the same of |grad_output|)."""
     kw = case.avg_kwargs() if kwargs is None else kwargs
 
     def compute():
-        g = grad_for(case, g_kind)
+        g = case.grad(g_kind)
         return (g, ref.avg_pool_backward(g, case.shape, **kw),
                 ref.avg_pool_backward(np.abs(g), case.shape, **kw))
 
@@ -232,7 +228,7 @@ def _all_outputs(case: Case):
     """Forward on normal data (inexact sums: their order shows), also with count_include_pad
     False and a divisor override, and backward of normal gradients."""
     x = case.data("normal")
-    g = grad_for(case, "normal")
+    g = case.grad("normal")
     kw = case.avg_kwargs()
     return {
         "y": fastpool.avg_pool(x, **kw),
@@ -276,7 +272,7 @@ def test_random_geometries_match_reference(case, backend):
         kw = dict(case.avg_kwargs(), **options)
         x = case.data("normal")
         assert_close_to_sum(fastpool.avg_pool(x, **kw), ref.avg_pool(x, **kw), ref.avg_pool(np.abs(x), **kw))
-        g = grad_for(case, "normal")
+        g = case.grad("normal")
         assert_close_to_sum(fastpool.avg_pool_backward(g, x.shape, **kw),
                             ref.avg_pool_backward(g, x.shape, **kw),
                             ref.avg_pool_backward(np.abs(g), x.shape, **kw))

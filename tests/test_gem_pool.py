@@ -18,29 +18,30 @@ least the bound of the sum over the batch and channels.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 import pytest
 
 import fastpool
 import reference as ref
+from bin_cases import PlaneCase, cycled
 from pool_cases import (
-    AVAILABLE_SIMD,
+    CHANNELS,
     DTYPES,
     GEOMS,
     LAYOUTS,
     RANDOM_CASES,
     RTOL,
-    SHORT,
-    SIMD_PATHS,
     Geom,
-    _check_specials,
     assert_bitwise_equal,
+    assert_close,
     cached,
-    running_on,
+    identical_on_every_backend,
+    numerical_gradient,
+    params,
+    transposed_memory,
     views,
 )
 
@@ -48,51 +49,16 @@ POW_RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 EPS = 1e-6
 
 
-def assert_close(actual, expected, scale, rtol: float, what: str = "") -> None:
-    """NaN/inf at the same places; elsewhere |actual - expected| <= rtol * |scale|."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    fin = _check_specials(actual, expected)
-    tol = rtol * np.abs(np.asarray(scale, dtype=np.float64)) + np.finfo(actual.dtype).tiny
-    err = np.abs(np.where(fin, actual, 0).astype(np.float64) - np.where(fin, expected, 0))
-    bad = fin & ~(err <= tol)
-    if bad.any():
-        where = tuple(np.argwhere(bad)[0])
-        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} differ beyond rtol={rtol:.3g}: first at "
-                             f"{where}: actual {actual[where]!r}, expected {expected[where]!r}, tol {tol[where]:.3g}")
-
-
-def _fmt(v) -> str:
-    if isinstance(v, tuple):
-        return "(" + ",".join(_fmt(i) for i in v) + ")"
-    return str(v)
-
-
 @dataclass(frozen=True)
-class GemCase:
-    spatial: Tuple[int, ...]
-    layout: str = "channels_first"
-    dtype: Any = np.float32
-    batch: int = 2
-    channels: int = 3
+class GemCase(PlaneCase):
     p: Any = 3.0  # a float, or "chan" for a per-channel array
     window: Optional[Geom] = None  # None: global
     cip: bool = False
     keepdims: bool = False
 
     @property
-    def rank(self) -> int:
-        return len(self.spatial)
-
-    @property
-    def shape(self) -> Tuple[int, ...]:
-        if self.layout == "channels_last":
-            return (self.batch,) + self.spatial + (self.channels,)
-        return (self.batch, self.channels) + self.spatial
-
-    @property
     def id(self) -> str:
-        s = (f"{self.rank}d-{SHORT[self.layout]}-{SHORT[self.dtype]}-N{self.batch}C{self.channels}-"
-             + "x".join(map(str, self.spatial)))
+        s = f"{self.rank}d-{self.variant_id}-{self.sizes_id}"
         s += "-global" if self.window is None else "-" + self.window.id.split("-", 1)[1]
         s += f"-p{self.p}" if isinstance(self.p, str) else f"-p{self.p:g}"
         if self.cip:
@@ -123,12 +89,12 @@ class GemCase:
     @property
     def taps(self) -> int:
         if self.window is None:
-            return int(np.prod(self.spatial))
+            return self.plane
         k = self.window.kernel_size
         return int(np.prod(k if isinstance(k, tuple) else (k,) * self.rank))
 
     def data(self, kind: str) -> np.ndarray:
-        rng = np.random.default_rng(zlib.crc32((self.id + kind).encode()))
+        rng = self.rng(kind)
         if kind == "normal":  # about half clamped to eps
             return rng.standard_normal(self.shape).astype(self.dtype)
         if kind == "pos":
@@ -139,8 +105,7 @@ class GemCase:
         return cached(("gem_shape", self.id), lambda: ref.gem_pool(self.data("pos"), self.p_value(), **self.kw()).shape)
 
     def grad(self) -> np.ndarray:
-        rng = np.random.default_rng(zlib.crc32((self.id + "grad").encode()))
-        return rng.standard_normal(self.out_shape()).astype(self.dtype)
+        return self.rng("grad").standard_normal(self.out_shape()).astype(self.dtype)
 
     # tolerances
     def fwd_rtol(self) -> float:
@@ -157,26 +122,10 @@ class GemCase:
 P_CYCLE = (3.0, 1.0, 2.0, 4.0, 2.5, 0.5, "chan")
 GLOBAL_SPATIAL = [(1,), (7,), (67,), (1, 1), (7, 7), (13, 13), (5, 31), (3, 1), (56, 56), (1, 1, 1), (3, 5, 7),
                   (4, 6, 17)]
-CHANNELS = (1, 3, 17, 33)
-
-
-def _grid():
-    cases = []
-    variants = [(lay, d) for lay in LAYOUTS for d in DTYPES]
-    for si, sp in enumerate(GLOBAL_SPATIAL):
-        for vi, (layout, dtype) in enumerate(variants):
-            k = si * 4 + vi
-            cases.append(GemCase(sp, layout, dtype, 1 + k % 2, CHANNELS[k % 4], P_CYCLE[k % len(P_CYCLE)],
-                                 keepdims=bool(k % 3 == 0)))
-    for gi, geom in enumerate(GEOMS[::2]):
-        for vi, (layout, dtype) in enumerate(variants):
-            k = gi * 4 + vi
-            cases.append(GemCase(geom.spatial, layout, dtype, 1 + k % 2, CHANNELS[(k + 1) % 4],
-                                 P_CYCLE[k % len(P_CYCLE)], window=geom, cip=bool(k % 2)))
-    return cases
-
-
-GRID = _grid()
+GRID = [GemCase(sp, layout, dtype, 1 + k % 2, CHANNELS[k % 4], P_CYCLE[k % len(P_CYCLE)], keepdims=bool(k % 3 == 0))
+        for k, sp, layout, dtype in cycled(GLOBAL_SPATIAL, stride=4)]
+GRID += [GemCase(geom.spatial, layout, dtype, 1 + k % 2, CHANNELS[(k + 1) % 4], P_CYCLE[k % len(P_CYCLE)],
+                 window=geom, cip=bool(k % 2)) for k, geom, layout, dtype in cycled(GEOMS[::2], stride=4)]
 BACKEND_CASES = [
     GemCase((7, 7), "channels_first", np.float32, 2, 17, 3.0),
     GemCase((13, 13), "channels_last", np.float32, 2, 33, 2.5, keepdims=True),
@@ -194,10 +143,6 @@ IDENTITY_CASES = [
     GemCase((33, 67), "channels_first", np.float32, 2, 17, 3.0, window=Geom((33, 67), 3, 2, 1)),
     GemCase((20, 21), "channels_last", np.float64, 2, 37, "chan", window=Geom((20, 21), 3, 1, 1), cip=True),
 ]
-
-
-def params(cases):
-    return [pytest.param(c, id=c.id) for c in cases]
 
 
 def ref_fwd(case: GemCase, kind: str):
@@ -261,19 +206,9 @@ def _outputs(case: GemCase):
 
 @pytest.mark.parametrize("case", params(IDENTITY_CASES))
 def test_bitwise_identical_on_every_backend(case):
-    runs = {}
-    for s in SIMD_PATHS:
-        if s not in AVAILABLE_SIMD:
-            continue
-        for t in (1, 2, 3):
-            with running_on(s, t):
-                runs[(s, t)] = _outputs(case)
-    base_key = next(iter(runs))
-    for key, got in runs.items():
-        for name, value in runs[base_key].items():
-            assert_bitwise_equal(got[name], value, f"{name} on {key} vs {base_key}")
+    base = identical_on_every_backend(lambda: _outputs(case))
     e = ref_fwd(case, "normal")
-    assert_close(runs[base_key]["y"], e, e, case.fwd_rtol())
+    assert_close(base["y"], e, e, case.fwd_rtol())
 
 
 RANDOM = [GemCase(c.geom.spatial, c.layout, c.dtype, c.batch, c.channels, P_CYCLE[i % len(P_CYCLE)], window=c.geom,
@@ -506,8 +441,7 @@ def test_non_contiguous_inputs_and_out(case, backend):
         pv = np.zeros(2 * case.channels)[::2]
         pv[:] = p
         assert_close(fastpool.gem_pool(x, pv, EPS, **kw), e, e, case.fwd_rtol(), "strided p")
-    xt = np.ascontiguousarray(np.moveaxis(x, 1, -1) if case.layout == "channels_first" else np.moveaxis(x, -1, 1))
-    xv = np.moveaxis(xt, -1, 1) if case.layout == "channels_first" else np.moveaxis(xt, 1, -1)
+    xv = transposed_memory(x, case.layout)
     assert_close(fastpool.gem_pool(xv, p, EPS, **kw), e, e, case.fwd_rtol(), "transposed memory")
     gx, gp = fastpool.gem_pool_backward(g, xv, p, EPS, **kw)
     assert_close(gx, e_gx, s_gx, case.bwd_rtol(), "transposed memory")
@@ -547,26 +481,10 @@ def test_numerical_gradient(setup, layout, p, rng):
     y = fastpool.gem_pool(x, pv, EPS, **kw)
     g = rng.standard_normal(y.shape)
     gx, gp = fastpool.gem_pool_backward(g, x, pv, EPS, **kw)
-    num_x = np.empty_like(x)
-    flat, nflat = x.reshape(-1), num_x.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + H
-        up = np.sum(g * fastpool.gem_pool(x, pv, EPS, **kw))
-        flat[i] = old - H
-        down = np.sum(g * fastpool.gem_pool(x, pv, EPS, **kw))
-        flat[i] = old
-        nflat[i] = (up - down) / (2 * H)
+    num_x = numerical_gradient(lambda v: fastpool.gem_pool(v, pv, EPS, **kw), x, g, h=H)
     np.testing.assert_allclose(gx, num_x, rtol=1e-6, atol=1e-7)
     pa = np.array(pv, dtype=np.float64)
-    num_p = np.empty_like(pa)
-    for i in np.ndindex(pa.shape):
-        up, down = pa.copy(), pa.copy()
-        up[i] += H
-        down[i] -= H
-        f_up = np.sum(g * fastpool.gem_pool(x, up if pa.ndim else float(up), EPS, **kw))
-        f_down = np.sum(g * fastpool.gem_pool(x, down if pa.ndim else float(down), EPS, **kw))
-        num_p[i] = (f_up - f_down) / (2 * H)
+    num_p = numerical_gradient(lambda q: fastpool.gem_pool(x, q if pa.ndim else float(q), EPS, **kw), pa, g, h=H)
     assert np.shape(gp) == pa.shape
     np.testing.assert_allclose(gp, num_p, rtol=1e-6, atol=1e-7)
 

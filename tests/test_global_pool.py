@@ -10,135 +10,68 @@ when that is larger: a global plane can hold thousands of elements).
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
-from typing import Any, Tuple
+from typing import Tuple
 
 import numpy as np
 import pytest
 
 import fastpool
 import reference as ref
+from bin_cases import (
+    PlaneCase,
+    MaxAvgPair,
+    check_backward,
+    check_forward,
+    check_identical_on_every_backend,
+    check_non_contiguous_inputs,
+    check_numerical_gradient,
+    check_out_argument,
+    cycled,
+)
 from pool_cases import (
-    AVAILABLE_SIMD,
+    CHANNELS,
     DTYPES,
     LAYOUTS,
-    RTOL,
-    SHORT,
-    SIMD_PATHS,
-    _check_specials,
-    assert_bitwise_equal,
-    assert_same_signs,
-    cached,
-    make_data,
-    running_on,
-    views,
+    assert_close,
+    assert_max_equal,
+    fp,
+    params,
+    sum_rtol,
 )
 
 FWD = {1: "global_max_pool1d", 2: "global_max_pool2d", 3: "global_max_pool3d"}
 AVG = {1: "global_avg_pool1d", 2: "global_avg_pool2d", 3: "global_avg_pool3d"}
-
-
-def fp(name: str):
-    """fastpool.<name>; a missing function fails the test (AttributeError), never skips."""
-    return getattr(fastpool, name)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def sum_rtol(dtype: Any, terms: int) -> float:
-    """rtol 1e-6 / 1e-12, or the worst-case relative bound of a sum of ``terms`` terms in
-    any order, (terms - 1) * u, if larger."""
-    dtype = np.dtype(dtype)
-    return max(RTOL[dtype], (terms - 1) * np.finfo(dtype).eps / 2 * 1.01)
-
-
-def assert_close(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray, rtol: float,
-                 what: str = "") -> None:
-    """NaN/inf at the same places; elsewhere |actual - expected| <= rtol * |scale|."""
-    fin = _check_specials(actual, expected)
-    tol = rtol * np.abs(np.asarray(scale, dtype=np.float64)) + np.finfo(actual.dtype).tiny
-    err = np.abs(np.where(fin, actual, 0).astype(np.float64) - np.where(fin, expected, 0))
-    bad = fin & ~(err <= tol)
-    if bad.any():
-        where = tuple(np.argwhere(bad)[0])
-        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} differ beyond rtol={rtol:.3g}: first at "
-                             f"{where}: actual {actual[where]!r}, expected {expected[where]!r}, tol {tol[where]:.3g}")
-
-
-def assert_max_equal(actual: np.ndarray, expected: np.ndarray, what: str = "") -> None:
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape, \
-        (what, actual.dtype, expected.dtype, actual.shape, expected.shape)
-    np.testing.assert_array_equal(actual, expected, err_msg=what)
-    assert_same_signs(actual, expected)
+GLOBAL = MaxAvgPair("global")
 
 
 @dataclass(frozen=True)
-class GCase:
-    spatial: Tuple[int, ...]
-    layout: str = "channels_first"
-    dtype: Any = np.float32
-    batch: int = 2
-    channels: int = 3
+class GCase(PlaneCase):
     keepdims: bool = False
 
     @property
-    def rank(self) -> int:
-        return len(self.spatial)
-
-    @property
-    def shape(self) -> Tuple[int, ...]:
-        if self.layout == "channels_last":
-            return (self.batch,) + self.spatial + (self.channels,)
-        return (self.batch, self.channels) + self.spatial
-
-    @property
     def out_shape(self) -> Tuple[int, ...]:
-        if not self.keepdims:
-            return (self.batch, self.channels)
-        ones = (1,) * self.rank
-        if self.layout == "channels_last":
-            return (self.batch,) + ones + (self.channels,)
-        return (self.batch, self.channels) + ones
+        return self.with_channels((1,) * self.rank) if self.keepdims else (self.batch, self.channels)
 
     @property
     def id(self) -> str:
-        s = (f"{self.rank}d-{SHORT[self.layout]}-{SHORT[self.dtype]}-N{self.batch}C{self.channels}-"
-             + "x".join(map(str, self.spatial)))
-        return s + ("-keepdims" if self.keepdims else "")
+        return f"{self.rank}d-{self.variant_id}-{self.sizes_id}" + ("-keepdims" if self.keepdims else "")
 
     @property
-    def plane(self) -> int:
-        return int(np.prod(self.spatial))
+    def terms(self) -> int:
+        return self.plane
 
     def kw(self):
         return dict(keepdims=self.keepdims, layout=self.layout)
 
-    def data(self, kind: str, salt: str = "") -> np.ndarray:
-        rng = np.random.default_rng(zlib.crc32((self.id + kind + salt).encode()))
-        return make_data(rng, self.shape, self.dtype, kind)
-
     def grad(self, kind: str = "normal") -> np.ndarray:
-        rng = np.random.default_rng(zlib.crc32((self.id + "grad" + kind).encode()))
-        return make_data(rng, self.out_shape, self.dtype, kind)
+        return self.make(self.out_shape, kind, "grad" + kind)
 
 
 SPATIAL = [(1,), (7,), (67,), (1000,), (1, 1), (7, 7), (5, 31), (13, 13), (3, 1), (1, 67), (56, 56),
            (1, 1, 1), (3, 5, 7), (4, 6, 17), (2, 1, 3)]
-CHANNELS = (1, 3, 17, 33)
-
-
-def _grid():
-    cases = []
-    for si, sp in enumerate(SPATIAL):
-        for vi, (layout, dtype) in enumerate([(lay, d) for lay in LAYOUTS for d in DTYPES]):
-            k = si + vi
-            cases.append(GCase(sp, layout, dtype, batch=1 + k % 2, channels=CHANNELS[k % 4], keepdims=bool(k % 2)))
-    return cases
-
-
-GRID = _grid()
+GRID = [GCase(sp, layout, dtype, batch=1 + k % 2, channels=CHANNELS[k % 4], keepdims=bool(k % 2))
+        for k, sp, layout, dtype in cycled(SPATIAL)]
 BACKEND_CASES = [
     GCase((1,), "channels_first", np.float32, 2, 3),
     GCase((67,), "channels_last", np.float64, 1, 17, keepdims=True),
@@ -158,104 +91,28 @@ IDENTITY_CASES = [
 ]
 
 
-def params(cases):
-    return [pytest.param(c, id=c.id) for c in cases]
-
-
-def ref_max(case: GCase, kind: str):
-    return cached(("gmax", case.id, kind), lambda: ref.global_max_pool(case.data(kind), **case.kw()))
-
-
-def ref_avg(case: GCase, kind: str):
-    def compute():
-        x = case.data(kind)
-        return ref.global_avg_pool(x, **case.kw()), ref.global_avg_pool(np.abs(x), **case.kw())
-    return cached(("gavg", case.id, kind), compute)
-
-
-def check_forward(case: GCase, kinds=("normal", "ints", "special")) -> None:
-    for kind in kinds:
-        x = case.data(kind)
-        e_y, e_i = ref_max(case, kind)
-        y, idx = fastpool.global_max_pool(x, return_indices=True, **case.kw())
-        assert y.shape == case.out_shape and idx.dtype == np.int64
-        assert_max_equal(y, e_y, f"max {kind}")
-        np.testing.assert_array_equal(idx, e_i, err_msg=f"indices {kind}")
-        assert_max_equal(fastpool.global_max_pool(x, **case.kw()), e_y, f"max {kind} without indices")
-        e_a, scale = ref_avg(case, kind)
-        a = fastpool.global_avg_pool(x, **case.kw())
-        rtol = RTOL[np.dtype(case.dtype)] if kind == "ints" else sum_rtol(case.dtype, case.plane)
-        assert_close(a, e_a, scale, rtol, f"avg {kind}")
-
-
-def check_backward(case: GCase) -> None:
-    x = case.data("ints")  # many ties: the first maximum must receive the gradient
-    g = case.grad()
-    expected = cached(("gmax_bwd", case.id), lambda: ref.global_max_pool_backward(g, x, **case.kw()))
-    gx = fastpool.global_max_pool_backward(g, x, **case.kw())
-    assert gx.shape == x.shape and gx.dtype == x.dtype
-    assert_max_equal(gx, expected, "max backward")
-    _, idx = ref_max(case, "ints")
-    assert_max_equal(fastpool.global_max_pool_backward(g, x, indices=idx, **case.kw()), expected,
-                     "max backward with indices")
-    e_avg = cached(("gavg_bwd", case.id), lambda: ref.global_avg_pool_backward(g, x.shape, **case.kw()))
-    ga = fastpool.global_avg_pool_backward(g, x.shape, **case.kw())
-    assert ga.shape == x.shape and ga.dtype == x.dtype
-    assert_close(ga, e_avg, e_avg, RTOL[np.dtype(case.dtype)], "avg backward")
-
-
 # --------------------------------------------------------------------------- grid
 
 
 @pytest.mark.parametrize("case", params(GRID))
 def test_forward_matches_reference(case):
-    check_forward(case)
+    check_forward(GLOBAL, case)
 
 
 @pytest.mark.parametrize("case", params(GRID))
 def test_backward_matches_reference(case):
-    check_backward(case)
+    check_backward(GLOBAL, case)
 
 
 @pytest.mark.parametrize("case", params(BACKEND_CASES))
 def test_every_backend_matches_reference(case, backend):
-    check_forward(case)
-    check_backward(case)
-
-
-def _all_outputs(case: GCase):
-    x = case.data("normal")
-    xs = case.data("special")
-    g = case.grad()
-    y, idx = fastpool.global_max_pool(x, return_indices=True, **case.kw())
-    ys, idxs = fastpool.global_max_pool(xs, return_indices=True, **case.kw())
-    return {"max": y, "idx": idx, "max special": ys, "idx special": idxs,
-            "avg": fastpool.global_avg_pool(x, **case.kw()),
-            "avg special": fastpool.global_avg_pool(xs, **case.kw()),  # NaN payloads too
-            "max bwd": fastpool.global_max_pool_backward(g, x, **case.kw()),
-            "avg bwd": fastpool.global_avg_pool_backward(g, x.shape, **case.kw())}
+    check_forward(GLOBAL, case)
+    check_backward(GLOBAL, case)
 
 
 @pytest.mark.parametrize("case", params(IDENTITY_CASES))
 def test_bitwise_identical_on_every_backend(case):
-    runs = {}
-    for s in SIMD_PATHS:
-        if s not in AVAILABLE_SIMD:
-            continue
-        for t in (1, 2, 3):
-            with running_on(s, t):
-                runs[(s, t)] = _all_outputs(case)
-    base_key = next(iter(runs))
-    for key, got in runs.items():
-        for name, value in runs[base_key].items():
-            assert_bitwise_equal(got[name], value, f"{name} on {key} vs {base_key}")
-    # and correct
-    x = case.data("normal")
-    e_y, e_i = ref.global_max_pool(x, **case.kw())
-    assert_max_equal(runs[base_key]["max"], e_y)
-    np.testing.assert_array_equal(runs[base_key]["idx"], e_i)
-    assert_close(runs[base_key]["avg"], ref.global_avg_pool(x, **case.kw()),
-                 ref.global_avg_pool(np.abs(x), **case.kw()), sum_rtol(case.dtype, case.plane))
+    check_identical_on_every_backend(GLOBAL, case)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -366,35 +223,7 @@ VIEW_CASES = [GCase((5, 31), "channels_first", np.float32, 2, 3),
 
 @pytest.mark.parametrize("case", params(VIEW_CASES))
 def test_non_contiguous_inputs(case, backend):
-    x = case.data("ints")
-    before = x.copy()
-    g = case.grad("ints")
-    e_y, e_i = ref.global_max_pool(x, **case.kw())
-    e_a, scale = ref.global_avg_pool(x, **case.kw()), ref.global_avg_pool(np.abs(x), **case.kw())
-    e_gm = ref.global_max_pool_backward(g, x, **case.kw())
-    e_ga = ref.global_avg_pool_backward(g, x.shape, **case.kw())
-    for name, xv in views(x):
-        y, idx = fastpool.global_max_pool(xv, return_indices=True, **case.kw())
-        assert_max_equal(y, e_y, name)
-        np.testing.assert_array_equal(idx, e_i, err_msg=name)
-        assert_close(fastpool.global_avg_pool(xv, **case.kw()), e_a, scale, RTOL[np.dtype(case.dtype)], name)
-        assert_max_equal(fastpool.global_max_pool_backward(g, xv, **case.kw()), e_gm, name)
-        np.testing.assert_array_equal(xv, before, err_msg=f"{name}: input modified")
-    for name, gv in views(g):
-        assert_max_equal(fastpool.global_max_pool_backward(gv, x, **case.kw()), e_gm, f"grad {name}")
-        assert_close(fastpool.global_avg_pool_backward(gv, x.shape, **case.kw()), e_ga, e_ga,
-                     RTOL[np.dtype(case.dtype)], f"grad {name}")
-    gt = np.asfortranarray(g)  # (N, C) grads: a transposed buffer
-    assert_max_equal(fastpool.global_max_pool_backward(gt, x, **case.kw()), e_gm, "grad fortran")
-    # transposed input: a channels_first view of channels_last memory and vice versa
-    xt = np.ascontiguousarray(np.moveaxis(x, 1, -1) if case.layout == "channels_first" else np.moveaxis(x, -1, 1))
-    xv = np.moveaxis(xt, -1, 1) if case.layout == "channels_first" else np.moveaxis(xt, 1, -1)
-    np.testing.assert_array_equal(xv, x)
-    y, idx = fastpool.global_max_pool(xv, return_indices=True, **case.kw())
-    assert_max_equal(y, e_y, "transposed memory")
-    np.testing.assert_array_equal(idx, e_i)
-    assert_close(fastpool.global_avg_pool(xv, **case.kw()), e_a, scale, RTOL[np.dtype(case.dtype)], "transposed")
-    assert_max_equal(fastpool.global_max_pool_backward(g, xv, **case.kw()), e_gm, "transposed")
+    check_non_contiguous_inputs(GLOBAL, case)
 
 
 OUT_CASES = [GCase((8, 67), "channels_first", np.float32, 2, 3),
@@ -404,62 +233,17 @@ OUT_CASES = [GCase((8, 67), "channels_first", np.float32, 2, 3),
 
 @pytest.mark.parametrize("case", params(OUT_CASES))
 def test_out_argument(case, backend):
-    x = case.data("normal")
-    g = case.grad()
-    e_y, e_i = ref_max(case, "normal")
-    out = np.full(case.out_shape, np.nan, case.dtype)
-    assert fastpool.global_max_pool(x, out=out, **case.kw()) is out
-    assert_max_equal(out, e_y)
-    out = np.full(case.out_shape, np.nan, case.dtype)
-    y, idx = fastpool.global_max_pool(x, return_indices=True, out=out, **case.kw())
-    assert y is out
-    assert_max_equal(out, e_y)
-    np.testing.assert_array_equal(idx, e_i)
-    out = np.full(case.out_shape, np.nan, case.dtype)
-    assert fastpool.global_avg_pool(x, out=out, **case.kw()) is out
-    e_a, scale = ref_avg(case, "normal")
-    assert_close(out, e_a, scale, sum_rtol(case.dtype, case.plane))
-    gout = np.full(x.shape, np.nan, case.dtype)
-    assert fastpool.global_max_pool_backward(g, x, out=gout, **case.kw()) is gout
-    assert_max_equal(gout, ref.global_max_pool_backward(g, x, **case.kw()))
-    gout = np.full(x.shape, np.nan, case.dtype)
-    assert fastpool.global_avg_pool_backward(g, x.shape, out=gout, **case.kw()) is gout
-    e = ref.global_avg_pool_backward(g, x.shape, **case.kw())
-    assert_close(gout, e, e, RTOL[np.dtype(case.dtype)])
+    check_out_argument(GLOBAL, case)
 
 
 # --------------------------------------------------------------------------- gradients
-
-H = 1e-5
-
-
-def numerical_gradient(f, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    grad = np.empty_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + H
-        up = np.sum(g * f(x))
-        flat[i] = old - H
-        down = np.sum(g * f(x))
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * H)
-    return grad
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("spatial", [(7,), (3, 4), (2, 3, 2)], ids=["1d", "2d", "3d"])
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_numerical_gradient(spatial, layout, keepdims, rng):
-    case = GCase(spatial, layout, np.float64, 2, 3, keepdims)
-    n = int(np.prod(case.shape))
-    x = (rng.permutation(n) * 1e-2 + rng.uniform(0, 1e-3, n)).reshape(case.shape)  # distinct, spaced
-    g = rng.standard_normal(case.out_shape)
-    kw = case.kw()
-    expected = numerical_gradient(lambda v: fastpool.global_max_pool(v, **kw), x, g)
-    np.testing.assert_allclose(fastpool.global_max_pool_backward(g, x, **kw), expected, rtol=0, atol=1e-8)
-    expected = numerical_gradient(lambda v: fastpool.global_avg_pool(v, **kw), x, g)
-    np.testing.assert_allclose(fastpool.global_avg_pool_backward(g, x.shape, **kw), expected, rtol=0, atol=1e-8)
+    check_numerical_gradient(GLOBAL, GCase(spatial, layout, np.float64, 2, 3, keepdims), rng)
 
 
 # --------------------------------------------------------------------------- torch

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastpool
-from pool_cases import Geom
+from pool_cases import Geom, distinct_values, numerical_gradient
 
 H = 1e-5
 ATOL = 1e-8
@@ -33,22 +33,7 @@ LAYOUTS = [pytest.param("channels_first", id="cf"), pytest.param("channels_last"
 def _input(rng, geom: Geom, layout: str) -> np.ndarray:
     """Distinct values spaced >= 1e-2 apart, in random order."""
     shape = (2,) + ((3,) + geom.spatial if layout == "channels_first" else geom.spatial + (3,))
-    n = int(np.prod(shape))
-    return (rng.permutation(n) * 1e-2 + rng.uniform(0, 1e-3, n)).reshape(shape) - n * 5e-3
-
-
-def numerical_gradient(f, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    grad = np.empty_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + H
-        up = np.sum(g * f(x))
-        flat[i] = old - H
-        down = np.sum(g * f(x))
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * H)
-    return grad
+    return distinct_values(rng, shape) - int(np.prod(shape)) * 5e-3
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -58,7 +43,7 @@ def test_max_pool_gradient(geom, layout, rng):
     x = _input(rng, geom, layout)
     y, idx = fastpool.max_pool(x, return_indices=True, **kw)
     g = rng.standard_normal(y.shape)
-    expected = numerical_gradient(lambda v: fastpool.max_pool(v, **kw), x, g)
+    expected = numerical_gradient(lambda v: fastpool.max_pool(v, **kw), x, g, h=H)
     assert np.count_nonzero(expected) > 0
     np.testing.assert_allclose(fastpool.max_pool_backward(g, x, **kw), expected, rtol=0, atol=ATOL)
     np.testing.assert_allclose(fastpool.max_pool_backward(g, x, indices=idx, **kw), expected, rtol=0, atol=ATOL)
@@ -79,5 +64,5 @@ def test_avg_pool_gradient(geom, layout, options, rng):
     kw = dict(geom.kwargs(), layout=layout, **options)
     x = rng.standard_normal(_input(rng, geom, layout).shape)
     g = rng.standard_normal(fastpool.avg_pool(x, **kw).shape)
-    expected = numerical_gradient(lambda v: fastpool.avg_pool(v, **kw), x, g)
+    expected = numerical_gradient(lambda v: fastpool.avg_pool(v, **kw), x, g, h=H)
     np.testing.assert_allclose(fastpool.avg_pool_backward(g, x.shape, **kw), expected, rtol=0, atol=ATOL)

@@ -19,43 +19,26 @@ import pytest
 import fastpool
 import reference as ref
 from pool_cases import (
-    AVAILABLE_SIMD,
     DTYPES,
     GEOMS,
     LAYOUTS,
     RANDOM_CASES,
-    SIMD_PATHS,
     UNBATCHED,
     Case,
     Geom,
-    _check_specials,
-    assert_bitwise_equal,
+    assert_close,
     cached,
+    fp,
     grid,
-    make_data,
-    running_on,
+    identical_on_every_backend,
+    numerical_gradient,
+    params,
+    transposed_memory,
     views,
 )
 
 POW_RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 P_VALUES = (2.0, 1.0, 3.0, 2.5, 0.5, 7.0, 4.0, 1.5)
-
-
-def fp(name: str):
-    """fastpool.<name>; a missing function fails the test (AttributeError), never skips."""
-    return getattr(fastpool, name)
-
-
-def assert_close(actual, expected, scale, rtol: float, what: str = "") -> None:
-    """NaN/inf at the same places; elsewhere |actual - expected| <= rtol * |scale|."""
-    fin = _check_specials(actual, expected)
-    tol = rtol * np.abs(np.asarray(scale, dtype=np.float64)) + np.finfo(actual.dtype).tiny
-    err = np.abs(np.where(fin, actual, 0).astype(np.float64) - np.where(fin, expected, 0))
-    bad = fin & ~(err <= tol)
-    if bad.any():
-        where = tuple(np.argwhere(bad)[0])
-        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} differ beyond rtol={rtol:.3g}: first at "
-                             f"{where}: actual {actual[where]!r}, expected {expected[where]!r}, tol {tol[where]:.3g}")
 
 
 def kernel_volume(case: Case) -> int:
@@ -103,13 +86,9 @@ def ref_lp(case: Case, p: float, kind: str):
     return cached(("lp", case.id, p, kind), lambda: ref.lp_pool(case.data(kind), p, **case.max_kwargs()))
 
 
-def grad_for(case: Case, kind: str = "normal") -> np.ndarray:
-    return make_data(case.rng("grad"), case.out_shape(), case.dtype, kind)
-
-
 def ref_lp_bwd(case: Case, p: float, kind: str):
     def compute():
-        x, g = case.data(kind), grad_for(case)
+        x, g = case.data(kind), case.grad("normal")
         return (ref.lp_pool_backward(g, x, p, **case.max_kwargs()),
                 ref.lp_pool_backward(g, x, p, magnitude=True, **case.max_kwargs()))
     return cached(("lp_bwd", case.id, p, kind), compute)
@@ -123,7 +102,7 @@ def check(case: Case, p: float, kinds=("normal", "ints")) -> None:
         y = fastpool.lp_pool(x, p, **kw)
         assert y.dtype == x.dtype and y.shape == case.out_shape()
         assert_close(y, expected, expected, fwd_rtol(case, p), f"forward {kind}")
-        g = grad_for(case)
+        g = case.grad("normal")
         e_g, scale = ref_lp_bwd(case, p, kind)
         gx = fastpool.lp_pool_backward(g, x, p, **kw)
         assert gx.dtype == x.dtype and gx.shape == x.shape
@@ -151,7 +130,7 @@ def test_p_values_on_every_backend(p, backend):
 
 
 def _outputs(case: Case):
-    x, g = case.data("normal"), grad_for(case)
+    x, g = case.data("normal"), case.grad("normal")
     res = {}
     for p in (2.0, 3.0, 2.5):
         res[f"y p={p}"] = fastpool.lp_pool(x, p, **case.max_kwargs())
@@ -159,21 +138,11 @@ def _outputs(case: Case):
     return res
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in IDENTITY_CASES])
+@pytest.mark.parametrize("case", params(IDENTITY_CASES))
 def test_bitwise_identical_on_every_backend(case):
-    runs = {}
-    for s in SIMD_PATHS:
-        if s not in AVAILABLE_SIMD:
-            continue
-        for t in (1, 2, 3):
-            with running_on(s, t):
-                runs[(s, t)] = _outputs(case)
-    base_key = next(iter(runs))
-    for key, got in runs.items():
-        for name, value in runs[base_key].items():
-            assert_bitwise_equal(got[name], value, f"{name} on {key} vs {base_key}")
+    base = identical_on_every_backend(lambda: _outputs(case))
     e = ref.lp_pool(case.data("normal"), 2.5, **case.max_kwargs())
-    assert_close(runs[base_key]["y p=2.5"], e, e, fwd_rtol(case, 2.5))
+    assert_close(base["y p=2.5"], e, e, fwd_rtol(case, 2.5))
 
 
 @pytest.mark.parametrize("case, p", _pcases(RANDOM_CASES[:100], offset=5))
@@ -239,10 +208,10 @@ def test_large_p_does_not_overflow(p, dtype, backend):
 # --------------------------------------------------------------------------- argument forms
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in UNBATCHED])
+@pytest.mark.parametrize("case", params(UNBATCHED))
 def test_fixed_rank_forms_and_unbatched(case):
     p = 2.5
-    x, g = case.data("normal"), grad_for(case)
+    x, g = case.data("normal"), case.grad("normal")
     kw = case.max_kwargs()
     e, e_g = ref.lp_pool(x, p, **kw), ref.lp_pool_backward(g, x, p, **kw)
     scale = ref.lp_pool_backward(g, x, p, magnitude=True, **kw)
@@ -270,10 +239,10 @@ STRIDE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in STRIDE_CASES])
+@pytest.mark.parametrize("case", params(STRIDE_CASES))
 def test_non_contiguous_inputs_and_out(case, backend):
     p = 3.0
-    x, g = case.data("normal"), grad_for(case)
+    x, g = case.data("normal"), case.grad("normal")
     before = x.copy()
     kw = case.max_kwargs()
     e, e_g = ref.lp_pool(x, p, **kw), ref.lp_pool_backward(g, x, p, **kw)
@@ -284,8 +253,7 @@ def test_non_contiguous_inputs_and_out(case, backend):
         np.testing.assert_array_equal(xv, before, err_msg=f"{name}: input modified")
     for name, gv in views(g):
         assert_close(fastpool.lp_pool_backward(gv, x, p, **kw), e_g, scale, bwd_rtol(case, p), f"grad {name}")
-    xt = np.ascontiguousarray(np.moveaxis(x, 1, -1) if case.layout == "channels_first" else np.moveaxis(x, -1, 1))
-    xv = np.moveaxis(xt, -1, 1) if case.layout == "channels_first" else np.moveaxis(xt, 1, -1)
+    xv = transposed_memory(x, case.layout)
     assert_close(fastpool.lp_pool(xv, p, **kw), e, e, fwd_rtol(case, p), "transposed memory")
     assert_close(fastpool.lp_pool_backward(g, xv, p, **kw), e_g, scale, bwd_rtol(case, p), "transposed memory")
     out = np.full(e.shape, np.nan, case.dtype)
@@ -299,20 +267,6 @@ def test_non_contiguous_inputs_and_out(case, backend):
 # --------------------------------------------------------------------------- gradients
 
 H = 1e-6
-
-
-def numerical_gradient(f, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    grad = np.empty_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + H
-        up = np.sum(g * f(x))
-        flat[i] = old - H
-        down = np.sum(g * f(x))
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * H)
-    return grad
 
 
 GRAD_GEOMS = [
@@ -333,7 +287,7 @@ def test_numerical_gradient(geom, layout, p, rng):
     kw = dict(geom.kwargs(), layout=layout)
     y = fastpool.lp_pool(x, p, **kw)
     g = rng.standard_normal(y.shape)
-    expected = numerical_gradient(lambda v: fastpool.lp_pool(v, p, **kw), x, g)
+    expected = numerical_gradient(lambda v: fastpool.lp_pool(v, p, **kw), x, g, h=H)
     np.testing.assert_allclose(fastpool.lp_pool_backward(g, x, p, **kw), expected, rtol=1e-6, atol=1e-7)
 
 
@@ -354,7 +308,7 @@ def test_matches_torch_on_non_negative_input(case, p):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     x = np.abs(case.data("normal")) + np.asarray(0.05, case.dtype)  # > 0: torch's gradient at 0 differs
-    g = grad_for(case)
+    g = case.grad("normal")
     leaf = torch.from_numpy(x.copy()).requires_grad_(True)
     t = leaf.movedim(-1, 1) if case.layout == "channels_last" else leaf
     k, s = case.geom.kernel_size, case.geom.stride
@@ -392,7 +346,7 @@ def test_matches_torch_composition_with_sign_and_padding(case, p):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     x = case.data("normal")
-    g = grad_for(case)
+    g = case.grad("normal")
     leaf = torch.from_numpy(x.copy()).requires_grad_(True)
     t = leaf.movedim(-1, 1) if case.layout == "channels_last" else leaf
     geom = ref.make_geometry(case.geom.spatial, **case.geom.kwargs())

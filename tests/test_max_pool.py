@@ -44,11 +44,6 @@ def ref_forward(case: Case, kind: str):
     return cached(("max", case.id, kind), lambda: ref.max_pool(case.data(kind), **case.max_kwargs()))
 
 
-def grad_for(case: Case) -> np.ndarray:
-    """Multiples of 1/4 (exact sums) of the forward output's shape."""
-    return make_data(case.rng("grad"), case.out_shape(), case.dtype, "ints")
-
-
 def assert_forward_equal(y, idx, y_ref, idx_ref, x_dtype, what=""):
     assert y.dtype == x_dtype and idx.dtype == np.int64
     np.testing.assert_array_equal(y, y_ref, err_msg=f"{what}: values")
@@ -74,7 +69,7 @@ def test_forward_matches_reference(case, backend):
 
 @pytest.mark.parametrize("case", params(CASES))
 def test_backward_matches_reference(case, backend):
-    g = grad_for(case)
+    g = case.grad("ints")
     for kind in ("ints", "special"):
         x = case.data(kind)
         _, idx_ref = ref_forward(case, kind)
@@ -96,7 +91,7 @@ def test_all_neg_inf_reports_first_real_tap(case, backend):
     y, idx = fastpool.max_pool(x, return_indices=True, **case.max_kwargs())
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
-    g = grad_for(case)
+    g = case.grad("ints")
     np.testing.assert_array_equal(fastpool.max_pool_backward(g, x, **case.max_kwargs()),
                                   ref.max_pool_backward(g, x, **case.max_kwargs()))
 
@@ -105,7 +100,7 @@ def test_all_neg_inf_reports_first_real_tap(case, backend):
 def test_backward_routes_through_given_indices(case, backend):
     """With ``indices`` the gradient goes where they say, even away from the argmax."""
     x = case.data("normal")
-    g = grad_for(case)
+    g = case.grad("ints")
     plane = int(np.prod(case.geom.spatial))
     idx = case.rng("idx").integers(0, plane, size=g.shape).astype(np.int64)
     expected = ref.max_pool_backward(g, x, indices=idx, **case.max_kwargs())
@@ -200,7 +195,7 @@ def test_unbatched_input(case, backend):
     kw_tuple = dict(kw, kernel_size=(case.geom.kernel_size,) * case.geom.rank)
     y2, idx2 = fastpool.max_pool(xu, return_indices=True, **kw_tuple)
     assert_forward_equal(y2, idx2, y_ref[0], idx_ref[0], x.dtype)
-    g = grad_for(case)
+    g = case.grad("ints")
     expected = ref.max_pool_backward(g, x, **kw)[0]
     np.testing.assert_array_equal(FIXED_RANK_BWD[case.geom.rank](g[0], xu, **kw), expected)
     np.testing.assert_array_equal(FIXED_RANK_BWD[case.geom.rank](g[0], xu, indices=idx, **kw), expected)
@@ -220,7 +215,7 @@ def test_out_argument(case, backend):
     assert y2 is out2
     np.testing.assert_array_equal(out2, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
-    g = grad_for(case)
+    g = case.grad("ints")
     expected = ref.max_pool_backward(g, x, **case.max_kwargs())
     for indices in (None, idx_ref):
         gout = np.full(x.shape, np.nan, dtype=x.dtype)
@@ -242,7 +237,7 @@ def test_non_contiguous_inputs(case, backend):
     x = case.data("ints")
     before = x.copy()
     y_ref, idx_ref = ref.max_pool(x, **case.max_kwargs())
-    g = grad_for(case)
+    g = case.grad("ints")
     gx_ref = ref.max_pool_backward(g, x, **case.max_kwargs())
     for name, xv in views(x):
         y, idx = fastpool.max_pool(xv, return_indices=True, **case.max_kwargs())
@@ -362,7 +357,7 @@ def test_large_inputs_match_reference(case, num_threads):
         y_ref, idx_ref = ref.max_pool(x, **kw)
         y, idx = fastpool.max_pool(x, return_indices=True, **kw)
         assert_forward_equal(y, idx, y_ref, idx_ref, x.dtype, f"{kind} data")
-        g = grad_for(case)
+        g = case.grad("ints")
         np.testing.assert_array_equal(fastpool.max_pool_backward(g, x, **kw),
                                       ref.max_pool_backward(g, x, indices=idx_ref, **kw))
 
@@ -377,7 +372,7 @@ def test_random_geometries_match_reference(case, backend):
     y_ref, idx_ref = ref.max_pool(x, **kw)
     y, idx = fastpool.max_pool(x, return_indices=True, **kw)
     assert_forward_equal(y, idx, y_ref, idx_ref, x.dtype)
-    g = grad_for(case)
+    g = case.grad("ints")
     np.testing.assert_array_equal(fastpool.max_pool_backward(g, x, **kw),
                                   ref.max_pool_backward(g, x, indices=idx_ref, **kw))
 

@@ -13,7 +13,6 @@ the K u bound of a float32 sum of K terms when larger).
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Any, Tuple
 
@@ -22,53 +21,28 @@ import pytest
 
 import fastpool
 import reference as ref
+from bin_cases import BinCase, cycled, with_scale
 from pool_cases import (
-    AVAILABLE_SIMD,
+    CHANNELS,
     DTYPES,
     LAYOUTS,
     RTOL,
-    SHORT,
-    SIMD_PATHS,
-    _check_specials,
-    assert_bitwise_equal,
-    assert_same_signs,
+    _fmt,
+    assert_close,
+    assert_max_equal,
     cached,
+    distinct_values,
+    identical_on_every_backend,
     make_data,
-    running_on,
+    numerical_gradient,
+    params,
+    sum_rtol,
+    transposed_memory,
     views,
 )
 
 MODES = ("max", "avg")
-
-
-def sum_rtol(dtype: Any, terms: int) -> float:
-    dtype = np.dtype(dtype)
-    return max(RTOL[dtype], (terms - 1) * np.finfo(dtype).eps / 2 * 1.01)
-
-
-def assert_close(actual, expected, scale, rtol: float, what: str = "") -> None:
-    """NaN/inf at the same places; elsewhere |actual - expected| <= rtol * |scale|."""
-    fin = _check_specials(actual, expected)
-    tol = rtol * np.abs(np.asarray(scale, dtype=np.float64)) + np.finfo(actual.dtype).tiny
-    err = np.abs(np.where(fin, actual, 0).astype(np.float64) - np.where(fin, expected, 0))
-    bad = fin & ~(err <= tol)
-    if bad.any():
-        where = tuple(np.argwhere(bad)[0])
-        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} differ beyond rtol={rtol:.3g}: first at "
-                             f"{where}: actual {actual[where]!r}, expected {expected[where]!r}, tol {tol[where]:.3g}")
-
-
-def assert_max_equal(actual, expected, what: str = "") -> None:
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape, \
-        (what, actual.dtype, expected.dtype, actual.shape, expected.shape)
-    np.testing.assert_array_equal(actual, expected, err_msg=what)
-    assert_same_signs(actual, expected)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, tuple):
-        return "(" + ",".join(_fmt(i) for i in v) + ")"
-    return str(v)
+MODE_VARIANTS = [(m, lay, d) for m in MODES for lay in LAYOUTS for d in DTYPES]
 
 
 def _level_bins(levels, rank):
@@ -79,7 +53,7 @@ def _level_bins(levels, rank):
 
 
 @dataclass(frozen=True)
-class SCase:
+class SCase(BinCase):
     spatial: Tuple[int, ...]
     levels: Any = (1, 2, 4)
     mode: str = "max"
@@ -89,38 +63,22 @@ class SCase:
     channels: int = 3
 
     @property
-    def rank(self) -> int:
-        return len(self.spatial)
-
-    @property
-    def shape(self):
-        if self.layout == "channels_last":
-            return (self.batch,) + self.spatial + (self.channels,)
-        return (self.batch, self.channels) + self.spatial
-
-    @property
     def out_len(self) -> int:
         return self.channels * sum(int(np.prod(b)) for b in _level_bins(self.levels, self.rank))
 
     @property
     def id(self) -> str:
-        return (f"{self.rank}d-{self.mode}-{SHORT[self.layout]}-{SHORT[self.dtype]}-N{self.batch}C{self.channels}-"
-                f"{'x'.join(map(str, self.spatial))}-levels{_fmt(tuple(self.levels))}")
+        return f"{self.rank}d-{self.mode}-{self.variant_id}-{self.sizes_id}-levels{_fmt(tuple(self.levels))}"
 
     @property
     def max_bin(self) -> int:
-        return int(np.prod([-(-i // 1) for i in self.spatial]))  # level 1 reduces the whole plane
+        return self.plane  # level 1 reduces the whole plane
 
     def kw(self):
         return dict(levels=self.levels, mode=self.mode, layout=self.layout)
 
-    def data(self, kind: str) -> np.ndarray:
-        rng = np.random.default_rng(zlib.crc32((self.id + kind).encode()))
-        return make_data(rng, self.shape, self.dtype, kind)
-
     def grad(self, kind: str = "ints") -> np.ndarray:
-        rng = np.random.default_rng(zlib.crc32((self.id + "grad" + kind).encode()))
-        return make_data(rng, (self.batch, self.out_len), self.dtype, kind)
+        return self.make((self.batch, self.out_len), kind, "grad" + kind)
 
 
 SPP_GEOMS = [
@@ -131,20 +89,8 @@ SPP_GEOMS = [
     ((8, 8), (1, 2, 4)), ((12, 12), (6, 3, 1, 2)), ((6, 9), ((1, 1), (2, 3), (6, 9))), ((16,), (1, 2, 4, 8)),
     ((4, 4, 8), (1, 2, 4)),
 ]
-CHANNELS = (1, 3, 17, 33)
-
-
-def _spp_grid():
-    cases = []
-    variants = [(m, lay, d) for m in MODES for lay in LAYOUTS for d in DTYPES]
-    for gi, (sp, levels) in enumerate(SPP_GEOMS):
-        for vi, (mode, layout, dtype) in enumerate(variants):
-            k = gi + vi
-            cases.append(SCase(sp, levels, mode, layout, dtype, batch=1 + k % 2, channels=CHANNELS[k % 4]))
-    return cases
-
-
-SPP_GRID = _spp_grid()
+SPP_GRID = [SCase(sp, levels, mode, layout, dtype, batch=1 + k % 2, channels=CHANNELS[k % 4])
+            for k, (sp, levels), mode, layout, dtype in cycled(SPP_GEOMS, MODE_VARIANTS)]
 SPP_BACKEND = [
     SCase((13, 13), (1, 2, 4), "max", "channels_first", np.float32, 2, 17),
     SCase((13, 13), (1, 2, 4), "avg", "channels_last", np.float32, 2, 33),
@@ -164,23 +110,13 @@ SPP_IDENTITY = [
 ]
 
 
-def params(cases):
-    return [pytest.param(c, id=c.id) for c in cases]
-
-
 def ref_spp(case: SCase, kind: str):
-    def compute():
-        x = case.data(kind)
-        return ref.spatial_pyramid_pool(x, **case.kw()), ref.spatial_pyramid_pool(np.abs(x), **case.kw())
-    return cached(("spp", case.id, kind), compute)
+    return cached(("spp", case.id, kind), lambda: with_scale(ref.spatial_pyramid_pool, case.data(kind), **case.kw()))
 
 
 def ref_spp_bwd(case: SCase, kind: str = "ints"):
-    def compute():
-        x, g = case.data(kind), case.grad()
-        return (ref.spatial_pyramid_pool_backward(g, x, **case.kw()),
-                ref.spatial_pyramid_pool_backward(np.abs(g), x, **case.kw()))
-    return cached(("spp_bwd", case.id, kind), compute)
+    return cached(("spp_bwd", case.id, kind),
+                  lambda: with_scale(ref.spatial_pyramid_pool_backward, case.grad(), case.data(kind), **case.kw()))
 
 
 def check_spp(case: SCase, kinds=("normal", "ints", "special")) -> None:
@@ -251,22 +187,11 @@ def _spp_outputs(case: SCase):
 
 @pytest.mark.parametrize("case", params(SPP_IDENTITY))
 def test_spp_bitwise_identical_on_every_backend(case):
-    runs = {}
-    for s in SIMD_PATHS:
-        if s not in AVAILABLE_SIMD:
-            continue
-        for t in (1, 2, 3):
-            with running_on(s, t):
-                runs[(s, t)] = _spp_outputs(case)
-    base_key = next(iter(runs))
-    for key, got in runs.items():
-        for name, value in runs[base_key].items():
-            assert_bitwise_equal(got[name], value, f"{name} on {key} vs {base_key}")
+    base = identical_on_every_backend(lambda: _spp_outputs(case))
     x, g = case.data("normal"), case.grad("normal")
-    assert_close(runs[base_key]["y"], ref.spatial_pyramid_pool(x, **case.kw()),
-                 ref.spatial_pyramid_pool(np.abs(x), **case.kw()), sum_rtol(case.dtype, case.max_bin))
-    assert_close(runs[base_key]["grad"], ref.spatial_pyramid_pool_backward(g, x, **case.kw()),
-                 ref.spatial_pyramid_pool_backward(np.abs(g), x, **case.kw()), sum_rtol(case.dtype, 8))
+    kw = case.kw()
+    assert_close(base["y"], *with_scale(ref.spatial_pyramid_pool, x, **kw), sum_rtol(case.dtype, case.max_bin))
+    assert_close(base["grad"], *with_scale(ref.spatial_pyramid_pool_backward, g, x, **kw), sum_rtol(case.dtype, 8))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -355,8 +280,7 @@ def test_spp_non_contiguous_inputs_and_out(mode, layout, backend):
         np.testing.assert_array_equal(xv, before, err_msg=f"{name}: input modified")
     for name, gv in views(g):
         assert_close(fastpool.spatial_pyramid_pool_backward(gv, x, **case.kw()), e_g, g_scale, rtol, f"grad {name}")
-    xt = np.ascontiguousarray(np.moveaxis(x, 1, -1) if layout == "channels_first" else np.moveaxis(x, -1, 1))
-    xv = np.moveaxis(xt, -1, 1) if layout == "channels_first" else np.moveaxis(xt, 1, -1)
+    xv = transposed_memory(x, layout)
     assert_close(fastpool.spatial_pyramid_pool(xv, **case.kw()), e, scale, rtol, "transposed memory")
     assert_close(fastpool.spatial_pyramid_pool_backward(g, xv, **case.kw()), e_g, g_scale, rtol, "transposed memory")
     out = np.full(e.shape, np.nan, case.dtype)
@@ -371,7 +295,7 @@ def test_spp_non_contiguous_inputs_and_out(mode, layout, backend):
 
 
 @dataclass(frozen=True)
-class TCase:
+class TCase(BinCase):
     spatial: Tuple[int, int]
     mode: str = "avg"
     layout: str = "channels_first"
@@ -379,52 +303,26 @@ class TCase:
     batch: int = 2  # 0: unbatched
     channels: int = 3
 
-    @property
-    def shape(self):
-        b = (self.batch,) if self.batch else ()
-        if self.layout == "channels_last":
-            return b + self.spatial + (self.channels,)
-        return b + (self.channels,) + self.spatial
-
     def out_shapes(self):
         h, w = self.spatial
-        b = (self.batch,) if self.batch else ()
-        if self.layout == "channels_last":
-            return b + (h, 1, self.channels), b + (1, w, self.channels)
-        return b + (self.channels, h, 1), b + (self.channels, 1, w)
+        return self.with_channels((h, 1)), self.with_channels((1, w))
 
     @property
     def id(self) -> str:
-        return (f"{self.mode}-{SHORT[self.layout]}-{SHORT[self.dtype]}-N{self.batch}C{self.channels}-"
-                f"{self.spatial[0]}x{self.spatial[1]}")
+        return f"{self.mode}-{self.variant_id}-{self.sizes_id}"
 
     def kw(self):
         return dict(mode=self.mode, layout=self.layout)
 
-    def data(self, kind: str) -> np.ndarray:
-        rng = np.random.default_rng(zlib.crc32((self.id + kind).encode()))
-        return make_data(rng, self.shape, self.dtype, kind)
-
     def grads(self, kind: str = "ints"):
-        rng = np.random.default_rng(zlib.crc32((self.id + "grad" + kind).encode()))
+        rng = self.rng("grad" + kind)
         sh, sw = self.out_shapes()
         return make_data(rng, sh, self.dtype, kind), make_data(rng, sw, self.dtype, kind)
 
 
 STRIP_SPATIAL = [(5, 7), (1, 1), (1, 9), (8, 1), (13, 31), (64, 3), (2, 67), (17, 17)]
-
-
-def _strip_grid():
-    cases = []
-    variants = [(m, lay, d) for m in MODES for lay in LAYOUTS for d in DTYPES]
-    for si, sp in enumerate(STRIP_SPATIAL):
-        for vi, (mode, layout, dtype) in enumerate(variants):
-            k = si + vi
-            cases.append(TCase(sp, mode, layout, dtype, batch=(0, 1, 2)[k % 3], channels=CHANNELS[k % 4]))
-    return cases
-
-
-STRIP_GRID = _strip_grid()
+STRIP_GRID = [TCase(sp, mode, layout, dtype, batch=(0, 1, 2)[k % 3], channels=CHANNELS[k % 4])
+              for k, sp, mode, layout, dtype in cycled(STRIP_SPATIAL, MODE_VARIANTS)]
 STRIP_BACKEND = [
     TCase((13, 31), "avg", "channels_first", np.float32, 2, 17),
     TCase((13, 31), "max", "channels_last", np.float32, 2, 33),
@@ -441,10 +339,7 @@ STRIP_IDENTITY = [
 
 
 def ref_strip(case: TCase, kind: str):
-    def compute():
-        x = case.data(kind)
-        return ref.strip_pool(x, **case.kw()), ref.strip_pool(np.abs(x), **case.kw())
-    return cached(("strip", case.id, kind), compute)
+    return cached(("strip", case.id, kind), lambda: with_scale(ref.strip_pool, case.data(kind), **case.kw()))
 
 
 def check_strip(case: TCase, kinds=("normal", "ints", "special")) -> None:
@@ -499,21 +394,11 @@ def _strip_outputs(case: TCase):
 
 @pytest.mark.parametrize("case", params(STRIP_IDENTITY))
 def test_strip_bitwise_identical_on_every_backend(case):
-    runs = {}
-    for s in SIMD_PATHS:
-        if s not in AVAILABLE_SIMD:
-            continue
-        for t in (1, 2, 3):
-            with running_on(s, t):
-                runs[(s, t)] = _strip_outputs(case)
-    base_key = next(iter(runs))
-    for key, got in runs.items():
-        for name, value in runs[base_key].items():
-            assert_bitwise_equal(got[name], value, f"{name} on {key} vs {base_key}")
+    base = identical_on_every_backend(lambda: _strip_outputs(case))
     x = case.data("normal")
-    (eh, ew), (sh, sw) = ref.strip_pool(x, **case.kw()), ref.strip_pool(np.abs(x), **case.kw())
-    assert_close(runs[base_key]["y_h"], eh, sh, sum_rtol(case.dtype, case.spatial[1]))
-    assert_close(runs[base_key]["y_w"], ew, sw, sum_rtol(case.dtype, case.spatial[0]))
+    (eh, ew), (sh, sw) = with_scale(ref.strip_pool, x, **case.kw())
+    assert_close(base["y_h"], eh, sh, sum_rtol(case.dtype, case.spatial[1]))
+    assert_close(base["y_w"], ew, sw, sum_rtol(case.dtype, case.spatial[0]))
 
 
 def test_strip_values_by_hand():
@@ -566,8 +451,7 @@ def test_strip_non_contiguous_inputs_and_out(mode, layout, backend):
         np.testing.assert_array_equal(xv, before, err_msg=f"{name}: input modified")
     for (name, ghv), (_, gwv) in zip(views(gh), views(gw)):
         assert_close(fastpool.strip_pool_backward(ghv, gwv, x, **case.kw()), e_g, g_scale, rtol, f"grad {name}")
-    xt = np.ascontiguousarray(np.moveaxis(x, 1, -1) if layout == "channels_first" else np.moveaxis(x, -1, 1))
-    xv = np.moveaxis(xt, -1, 1) if layout == "channels_first" else np.moveaxis(xt, 1, -1)
+    xv = transposed_memory(x, layout)
     yh, yw = fastpool.strip_pool(xv, **case.kw())
     assert_close(yh, eh, sh, rtol, "transposed memory")
     assert_close(yw, ew, sw, rtol, "transposed memory")
@@ -579,36 +463,13 @@ def test_strip_non_contiguous_inputs_and_out(mode, layout, backend):
 
 # =========================================================================== gradients
 
-H = 1e-5
-
-
-def numerical_gradient(f, x: np.ndarray) -> np.ndarray:
-    """d f(x) / dx for a scalar f, central differences."""
-    grad = np.empty_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + H
-        up = f(x)
-        flat[i] = old - H
-        down = f(x)
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * H)
-    return grad
-
-
-def _distinct(rng, shape):
-    n = int(np.prod(shape))
-    return (rng.permutation(n) * 1e-2 + rng.uniform(0, 1e-3, n)).reshape(shape)
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("spatial, levels", [((5, 6), (1, 2, 4)), ((3, 4), ((1, 1), (2, 3), 5)), ((7,), (1, 3)),
                                              ((2, 3, 3), (1, 2))], ids=["2d", "2d-more-bins", "1d", "3d"])
 def test_spp_numerical_gradient(spatial, levels, mode, layout, rng):
     case = SCase(spatial, levels, mode, layout, np.float64, 2, 3)
-    x = _distinct(rng, case.shape)
+    x = distinct_values(rng, case.shape)
     g = rng.standard_normal((2, case.out_len))
     expected = numerical_gradient(lambda v: np.sum(g * fastpool.spatial_pyramid_pool(v, **case.kw())), x)
     np.testing.assert_allclose(fastpool.spatial_pyramid_pool_backward(g, x, **case.kw()), expected, rtol=0, atol=1e-8)
@@ -619,7 +480,7 @@ def test_spp_numerical_gradient(spatial, levels, mode, layout, rng):
 @pytest.mark.parametrize("batch", [0, 2])
 def test_strip_numerical_gradient(batch, mode, layout, rng):
     case = TCase((4, 5), mode, layout, np.float64, batch, 3)
-    x = _distinct(rng, case.shape)
+    x = distinct_values(rng, case.shape)
     sh, sw = case.out_shapes()
     gh, gw = rng.standard_normal(sh), rng.standard_normal(sw)
 
