@@ -305,6 +305,10 @@ class LevelIO {
       for (; q < bins; ++q) {
         const index_t a = level_offset(lv_.stride, q / (oh_ * ow_), (q / ow_) % oh_, q % ow_) + b * lo_.block_step;
         T* t = tile_ + q * nbn_ + b * V::N;
+        if (!out && blocks_) {  // evenly spaced lanes: one strided load
+          V::store(t, V::load_strided(y + lo_.off[0] + a, lv_.stride_c));
+          continue;
+        }
         for (index_t i = 0; i < V::N; ++i) {
           if (out && i < u_.lanes) y[lo_.off[i] + a] = t[i];
           if (!out) t[i] = i < u_.lanes ? y[lo_.off[i] + a] : T(0);
