@@ -243,6 +243,13 @@ inline Vec<T> fetch(const T* y, const LaneOffsets<T>& lo, const Unit<T>& u, inde
   return V::load(t);
 }
 
+// Which NaN a sum of two NaNs returns depends on the operand order the compiler
+// picks; sums report one NaN, so every path gives the same bits.
+template <class V>
+inline V canonical_nan(V v) {
+  return V::select(V::is_nan(v), V::set1(typename V::value_type(__builtin_nan(""))), v);
+}
+
 inline index_t level_offset(const index_t* stride, index_t od, index_t oh, index_t ow) {
   return od * stride[0] + oh * stride[1] + ow * stride[2];
 }
@@ -827,8 +834,10 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
             const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
             auto emit = [&](const T* acc, auto&& value) {
               for (index_t ow = 0; ow < aw.out; ++ow)
-                for (index_t b = 0; b < nb; ++b)
-                  io.put(lv.y, od, oh, ow, b, value(V::load(acc + (ow * nb + b) * V::N), ow, b));
+                for (index_t b = 0; b < nb; ++b) {
+                  const V y = value(V::load(acc + (ow * nb + b) * V::N), ow, b);
+                  io.put(lv.y, od, oh, ow, b, op == BinReduce::max ? y : canonical_nan(y));
+                }
             };
             if (op == BinReduce::max) {
               if (lv.indices) {
@@ -925,6 +934,7 @@ void avg_backward_unit(const BinProblem& pb, const BinLevel<T>* levels, int n_le
                 first = false;
               }
         }
+        acc = canonical_nan(acc);
         if (u.direct())
           V::store(gx + u.at(b, 0, r * su.W + w), acc);
         else
