@@ -2,11 +2,11 @@
 // pooling (max, avg) and the power means (LP, GeM), forward and backward, written
 // once over a vector type.
 //
-// A work unit is one vector of lanes: channels_last lanes are channels of one
-// sample; channels_first lanes are consecutive (n, c) planes, whose pixels are read
-// through a pixel-major copy (a transposition), so both layouts run the same loops.
-// Each output is reduced row by row (a pass over each bin's columns, folded in row
-// order), so every path combines the taps in the same order and results are bitwise
+// A work unit is a set of lanes: channels_last units are blocks of channels of one
+// sample, read in place; channels_first units are N consecutive (n, c) planes, read
+// through a pixel-major copy made by block transposes, so both layouts run the same
+// loops. Every reduction visits a bin's taps in row-major order (accumulators in
+// registers), so every path combines them in the same order: results are bitwise
 // identical across SIMD paths, thread counts and layouts.
 // Included inside an ISA namespace after common-inl.hpp.
 
@@ -17,7 +17,7 @@ namespace bins {
 constexpr std::size_t kPlaneCopyBytes = std::size_t(256) << 10;
 
 // Bytes of accumulators per output row a channels_last unit may use: more channel
-// blocks per unit stream x contiguously, fewer keep the accumulators in L1.
+// blocks per unit read longer runs of x, fewer keep the accumulators in cache.
 constexpr index_t kAccBytes = 32768;
 
 // The lanes of one work unit and where they live in x (and in grad_x, same layout):
