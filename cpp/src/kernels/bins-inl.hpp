@@ -937,11 +937,12 @@ void avg_backward_unit(const BinProblem& pb, const BinLevel<T>* levels, int n_le
         acc = canonical_nan(acc);
         if (u.direct())
           V::store(gx + u.at(b, 0, r * su.W + w), acc);
-        else
-          V::store(row_buf + w * V::N, acc);
+        else  // pixel-major: the whole plane group when it fits (long runs for the transposes)
+          V::store(row_buf + ((su.whole ? r * su.W : 0) + w) * V::N, acc);
       }
-    if (!u.direct()) u.store_pixels(gx, r * su.W, su.W, row_buf);
+    if (!u.direct() && !su.whole) u.store_pixels(gx, r * su.W, su.W, row_buf);
   }
+  if (!u.direct() && su.whole) u.store_pixels(gx, 0, su.P, row_buf);
 }
 
 template <class T>
