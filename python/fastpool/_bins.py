@@ -19,10 +19,6 @@ from ._validate import (
     _as_int,
     _is_sequence,
     check_float_array,
-    check_layout,
-    check_no_overlap,
-    contiguous,
-    output_array,
 )
 
 _MAX_SIZE = 1 << 40
@@ -228,16 +224,11 @@ __all__ = [
     "backward",
     "canonical",
     "check_eps",
-    "check_float_array",
     "check_grad",
     "check_indices",
-    "check_layout",
-    "check_no_overlap",
     "check_rank",
-    "contiguous",
     "forward",
     "logical",
-    "output_array",
     "output_sizes",
     "pad3",
     "power_exponent",

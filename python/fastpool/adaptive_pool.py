@@ -18,7 +18,17 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _bins
-from ._validate import Layout, check_bool, check_float_array, check_layout, shape_tuple
+from ._validate import (
+    Layout,
+    _is_sequence,
+    check_bool,
+    check_float_array,
+    check_layout,
+    check_no_overlap,
+    contiguous,
+    output_array,
+    shape_tuple,
+)
 from .pooling import _Prepared, _ranked
 
 __all__ = [
@@ -67,8 +77,8 @@ def _forward(x, rank, layout, sizes, op, return_indices, out, keepdims):
     prep = _Prepared(x, rank, layout, allow_view=out is None or layout_free)
     klayout = prep.kernel_layout()
     grid = _bins.Grid(klayout, prep.view.shape, sizes(_bins.spatial_split(prep.view.shape, klayout)[2]), keepdims)
-    y = _bins.output_array(out, grid.shape, prep.view.dtype)
-    _bins.check_no_overlap(y, "out", prep.view)
+    y = output_array(out, grid.shape, prep.view.dtype)
+    check_no_overlap(y, "out", prep.view)
     idx = np.empty(grid.shape, dtype=np.int64) if return_indices else None
     xm = prep.materialize()
     _bins.forward(grid.canon_in(xm), klayout.channels_last, op,
@@ -89,11 +99,11 @@ def _backward(grad_output, x, input_shape, rank, layout, sizes, op, indices, out
     g = _bins.check_grad(grad_output, grid.shape, dtype)
     idx_c = None
     if indices is not None:  # indices and grad_output are read with the same strides
-        idx_c = _bins.contiguous(_bins.check_indices(indices, grid.shape))
-        g = _bins.contiguous(g)
-    gx = _bins.output_array(out, shape, dtype)
-    _bins.check_no_overlap(gx, "out", x, g, indices)
-    xm = None if x is None or idx_c is not None else grid.canon_in(_bins.contiguous(x))
+        idx_c = contiguous(_bins.check_indices(indices, grid.shape))
+        g = contiguous(g)
+    gx = output_array(out, shape, dtype)
+    check_no_overlap(gx, "out", x, g, indices)
+    xm = None if x is None or idx_c is not None else grid.canon_in(contiguous(x))
     bad = _bins.backward(xm, grid.canon_in(gx), lay.channels_last, op,
                          [(grid.bins, grid.level(_bins.readable(g)), None if idx_c is None else grid.level(idx_c))])
     if bad >= 0:
@@ -358,9 +368,9 @@ def _global_avg_bwd_fixed(rank, grad_output, input_shape, keepdims=False, layout
 
 
 def _fixed_size(output_size: Any, rank: int) -> Any:
-    if _bins._is_sequence(output_size) and len(output_size) != rank:
+    if _is_sequence(output_size) and len(output_size) != rank:
         raise ValueError(f"output_size must have {rank} entries (one per spatial axis), got {output_size!r}")
-    return output_size if _bins._is_sequence(output_size) else (output_size,) * rank
+    return output_size if _is_sequence(output_size) else (output_size,) * rank
 
 
 def _adaptive_max_fixed(rank, x, output_size, return_indices=False, layout="channels_first", out=None):

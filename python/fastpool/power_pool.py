@@ -19,7 +19,16 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _bins, _core
-from ._validate import Layout, check_bool, check_float_array, check_layout, geometry
+from ._validate import (
+    Layout,
+    check_bool,
+    check_float_array,
+    check_layout,
+    check_no_overlap,
+    contiguous,
+    geometry,
+    output_array,
+)
 from .pooling import IntOrTuple, Padding, _Prepared, _rank_of, _ranked
 
 __all__ = [
@@ -86,8 +95,8 @@ def _power_forward(x, spec: _Spec, op, p, eps, layout, out):
     klayout = prep.kernel_layout()
     grid = spec.grid(klayout, prep.view.shape)
     p_value, p_channel, _ = _bins.power_exponent(p, grid.channels, prep.view.dtype)
-    y = _bins.output_array(out, grid.shape, prep.view.dtype)
-    _bins.check_no_overlap(y, "out", prep.view)
+    y = output_array(out, grid.shape, prep.view.dtype)
+    check_no_overlap(y, "out", prep.view)
     xm = prep.materialize()
     _bins.forward(grid.canon_in(xm), klayout.channels_last, op, [(grid.bins, grid.level(y), None)],
                   p_value, p_channel, eps)
@@ -100,10 +109,10 @@ def _power_backward(grad_output, x, spec: _Spec, op, p, eps, layout, out, want_g
     grid = spec.grid(lay, x.shape)
     p_value, p_channel, per_channel = _bins.power_exponent(p, grid.channels, x.dtype)
     g = _bins.check_grad(grad_output, grid.shape, x.dtype)
-    gx = _bins.output_array(out, x.shape, x.dtype)
-    _bins.check_no_overlap(gx, "out", x, g)
+    gx = output_array(out, x.shape, x.dtype)
+    check_no_overlap(gx, "out", x, g)
     grad_p = np.empty(grid.channels, dtype=x.dtype) if want_grad_p else None
-    _bins.backward(grid.canon_in(_bins.contiguous(x)), grid.canon_in(gx), lay.channels_last, op,
+    _bins.backward(grid.canon_in(contiguous(x)), grid.canon_in(gx), lay.channels_last, op,
                    [(grid.bins, grid.level(_bins.readable(g)), None)], p_value, p_channel, eps, grad_p)
     if not want_grad_p:
         return gx

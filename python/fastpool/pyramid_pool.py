@@ -11,7 +11,16 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _bins
-from ._validate import Layout, _as_int, _is_sequence, check_float_array, check_layout
+from ._validate import (
+    Layout,
+    _as_int,
+    _is_sequence,
+    check_float_array,
+    check_layout,
+    check_no_overlap,
+    contiguous,
+    output_array,
+)
 from .pooling import _Prepared
 
 __all__ = [
@@ -113,8 +122,8 @@ def spatial_pyramid_pool(
     prep = _Prepared(x, rank, layout, allow_view=True)  # the result is layout-free
     klayout = prep.kernel_layout()
     grids, total = _pyramid(klayout, prep.view.shape, lv)
-    y = _bins.output_array(out, (grids[0].batch, grids[0].channels * total), prep.view.dtype)
-    _bins.check_no_overlap(y, "out", prep.view)
+    y = output_array(out, (grids[0].batch, grids[0].channels * total), prep.view.dtype)
+    check_no_overlap(y, "out", prep.view)
     xm = prep.materialize()
     _bins.forward(grids[0].canon_in(xm), klayout.channels_last, mode,
                   [(g.bins, v, None) for g, v in zip(grids, _level_views(y, grids))])
@@ -147,9 +156,9 @@ def spatial_pyramid_pool_backward(
     lay = Layout(x.ndim, rank, check_layout(layout), "x")
     grids, total = _pyramid(lay, x.shape, lv)
     g = _bins.check_grad(grad_output, (grids[0].batch, grids[0].channels * total), x.dtype)
-    gx = _bins.output_array(out, x.shape, x.dtype)
-    _bins.check_no_overlap(gx, "out", x, g)
-    xm = grids[0].canon_in(_bins.contiguous(x)) if mode == "max" else None
+    gx = output_array(out, x.shape, x.dtype)
+    check_no_overlap(gx, "out", x, g)
+    xm = grids[0].canon_in(contiguous(x)) if mode == "max" else None
     _bins.backward(xm, grids[0].canon_in(gx), lay.channels_last, mode,
                    [(gr.bins, v, None) for gr, v in zip(grids, _level_views(_bins.readable(g), grids))])
     return gx
@@ -185,8 +194,8 @@ def strip_pool(
     prep = _Prepared(x, 2, layout, allow_view=True)
     klayout = prep.kernel_layout()
     gh, gw = _strip_grids(klayout, prep.view.shape)
-    y_h = _bins.output_array(None, gh.shape, prep.view.dtype)
-    y_w = _bins.output_array(None, gw.shape, prep.view.dtype)
+    y_h = output_array(None, gh.shape, prep.view.dtype)
+    y_w = output_array(None, gw.shape, prep.view.dtype)
     xm = prep.materialize()
     _bins.forward(gh.canon_in(xm), klayout.channels_last, mode,
                   [(gh.bins, gh.level(y_h), None), (gw.bins, gw.level(y_w), None)])
@@ -219,9 +228,9 @@ def strip_pool_backward(
     gh, gw = _strip_grids(lay, x.shape)
     g_h = _bins.check_grad(grad_h, gh.shape, x.dtype, "grad_h")
     g_w = _bins.check_grad(grad_w, gw.shape, x.dtype, "grad_w")
-    gx = _bins.output_array(out, x.shape, x.dtype)
-    _bins.check_no_overlap(gx, "out", x, g_h, g_w)
-    xm = gh.canon_in(_bins.contiguous(x)) if mode == "max" else None
+    gx = output_array(out, x.shape, x.dtype)
+    check_no_overlap(gx, "out", x, g_h, g_w)
+    xm = gh.canon_in(contiguous(x)) if mode == "max" else None
     _bins.backward(xm, gh.canon_in(gx), lay.channels_last, mode,
                    [(gh.bins, gh.level(_bins.readable(g_h)), None), (gw.bins, gw.level(_bins.readable(g_w)), None)])
     return gx

@@ -68,7 +68,6 @@ struct Unit {
   }
   // In place: channels_last blocks of whole vectors.
   bool direct() const { return lane_stride == 1 && lanes == V::N; }
-  index_t lanes_total() const { return blocks * V::N; }
 
   // One-block units only (channels_first, or a partial channels_last block).
   V load_pixel(const T* a, index_t q) const {
