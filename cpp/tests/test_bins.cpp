@@ -104,9 +104,12 @@ std::string sizes(const index_t* s) {
 Grid adaptive_grid(Rng& rng, const BinProblem& pb, int rank, int cap) {
   Grid g;
   index_t out[3];
+  const bool whole = pick(rng, 0, 3) == 0;  // global pooling: its own kernels when alone
   for (int i = 0; i < 3; ++i) {
     const index_t in = pb.in[i];
-    if (i < 3 - rank)
+    if (whole)
+      out[i] = 1;
+    else if (i < 3 - rank)
       out[i] = pick(rng, 0, 7) == 0 ? 2 : 1;  // embedded axis: mostly 1, sometimes out > in
     else if (cap > 0)
       out[i] = pick(rng, 1, int(std::min<index_t>(in + 3, cap)));

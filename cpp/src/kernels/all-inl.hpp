@@ -9,6 +9,31 @@
 #include "kernels/max_pool-inl.hpp"
 #include "kernels/avg_pool-inl.hpp"
 #include "kernels/bins-inl.hpp"
+#include "kernels/global_pool-inl.hpp"
+
+// Bin reductions: global max / avg pooling has loops of its own; every other bin
+// reduction runs the general bin kernels.
+template <class T>
+void bin_forward_impl(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+                      const BinLevel<T>* levels, int n_levels, int threads) {
+  if (global::applies(pb, op, levels, n_levels)) {
+    if (op == BinReduce::max)
+      global::forward<BinReduce::max>(x, pb, levels[0], threads);
+    else
+      global::forward<BinReduce::avg>(x, pb, levels[0], threads);
+    return;
+  }
+  bins::forward(x, pb, op, pp, levels, n_levels, threads);
+}
+
+template <class T>
+index_t bin_backward_impl(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+                          const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads) {
+  if (global::applies(pb, op, levels, n_levels))
+    return op == BinReduce::max ? global::backward<BinReduce::max>(x, pb, levels[0], grad_x, threads)
+                                : global::backward<BinReduce::avg>(x, pb, levels[0], grad_x, threads);
+  return bins::backward(x, pb, op, pp, levels, n_levels, grad_x, grad_p, threads);
+}
 
 template <class T>
 PoolKernels<T> make_kernels() {

@@ -1283,15 +1283,3 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
 }
 
 }  // namespace bins
-
-template <class T>
-void bin_forward_impl(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
-                      const BinLevel<T>* levels, int n_levels, int threads) {
-  bins::forward(x, pb, op, pp, levels, n_levels, threads);
-}
-
-template <class T>
-index_t bin_backward_impl(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
-                          const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads) {
-  return bins::backward(x, pb, op, pp, levels, n_levels, grad_x, grad_p, threads);
-}

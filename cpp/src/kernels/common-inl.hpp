@@ -126,6 +126,22 @@ inline void store_row(T* dst, const T* src, index_t n) {
   if (i < n) V::store_n(dst + i, V::load(src + i), n - i);
 }
 
+// Outputs at least this large are written with non-temporal stores: a line that is
+// wholly overwritten is not read first, and the output does not evict the input.
+constexpr std::size_t kStreamBytes = std::size_t(4) << 20;
+
+// dst[0..n) = src[0..n) (src may be read past n, as store_row); with `nt`, the
+// vector-aligned body of dst by non-temporal stores (the caller fences once).
+template <class T>
+inline void emit_row(T* dst, const T* src, index_t n, bool nt) {
+  using V = Vec<T>;
+  if (!nt) return store_row(dst, src, n);
+  index_t i = 0;
+  for (; i < n && reinterpret_cast<std::uintptr_t>(dst + i) % sizeof(V); ++i) dst[i] = src[i];
+  for (; i + V::N <= n; i += V::N) V::stream(dst + i, V::load(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
 // A direct-mapped cache of horizontal-pass results keyed by input row: consecutive
 // output rows share input rows when the kernel is taller than the stride.
 template <class T>

@@ -63,7 +63,9 @@ struct Vec<float> {
     return {_mm256_blendv_ps(_mm256_max_ps(v.v, acc.v), v.v, _mm256_cmp_ps(v.v, v.v, _CMP_UNORD_Q))};
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
-  static void stream(float* p, Vec a) { _mm256_storeu_ps(p, a.v); }
+  // Non-temporal store (p aligned to 32 bytes); fence() orders it before later stores.
+  static void stream(float* p, Vec a) { _mm256_stream_ps(p, a.v); }
+  static void fence() { _mm_sfence(); }
   // Transposes an N x N block: row i of src (N elements at src + i*src_stride) becomes
   // column i of dst (element j of it at dst + j*dst_stride + i). Unaligned pointers; src
   // and dst do not overlap. Exact bit copies (shuffles only, no arithmetic).
@@ -161,7 +163,8 @@ struct Vec<double> {
     return {_mm256_blendv_pd(_mm256_max_pd(v.v, acc.v), v.v, _mm256_cmp_pd(v.v, v.v, _CMP_UNORD_Q))};
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm256_blendv_pd(b.v, a.v, m)}; }
-  static void stream(double* p, Vec a) { _mm256_storeu_pd(p, a.v); }
+  static void stream(double* p, Vec a) { _mm256_stream_pd(p, a.v); }
+  static void fence() { _mm_sfence(); }
   // Transposes an N x N block (semantics as Vec<float>::transpose_block). a = [row 0 |
   // row 2], b = [row 1 | row 3] of columns 0-1 (c, d: columns 2-3), built by vinsertf128
   // from memory; then unpacklo/hi_pd give whole columns. Per vector: 2 half loads (one an

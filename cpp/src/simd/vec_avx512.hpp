@@ -70,7 +70,9 @@ struct Vec<float> {
     return {_mm512_mask_max_ps(v.v, _mm512_cmp_ps_mask(v.v, v.v, _CMP_ORD_Q), v.v, acc.v)};
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
-  static void stream(float* p, Vec a) { _mm512_storeu_ps(p, a.v); }
+  // Non-temporal store (p aligned to 64 bytes); fence() orders it before later stores.
+  static void stream(float* p, Vec a) { _mm512_stream_ps(p, a.v); }
+  static void fence() { _mm_sfence(); }
   // Transposes an N x N block: row i of src (N elements at src + i*src_stride) becomes
   // column i of dst (element j of it at dst + j*dst_stride + i). Unaligned pointers; src
   // and dst do not overlap. Exact bit copies (shuffles only, no arithmetic).
@@ -192,7 +194,8 @@ struct Vec<double> {
     return {_mm512_mask_max_pd(v.v, _mm512_cmp_pd_mask(v.v, v.v, _CMP_ORD_Q), v.v, acc.v)};
   }
   static Vec select(M m, Vec a, Vec b) { return {_mm512_mask_blend_pd(m, b.v, a.v)}; }
-  static void stream(double* p, Vec a) { _mm512_storeu_pd(p, a.v); }
+  static void stream(double* p, Vec a) { _mm512_stream_pd(p, a.v); }
+  static void fence() { _mm_sfence(); }
   // Transposes an N x N block (semantics as Vec<float>::transpose_block). Per column half
   // q (0, 4): r[k] = [row i | row i+2] of columns q..q+3 for i = 0, 1, 4, 5 (256-bit load
   // + vinsertf64x4 from memory); unpacklo/hi_pd of rows (0, 1) give, per 128-bit lane,

@@ -55,6 +55,7 @@ struct Vec<float> {
   static Vec max_nan(Vec acc, Vec v) { return select(gt_or_nan(v, acc), v, acc); }
   static Vec select(M m, Vec a, Vec b) { return {vbslq_f32(m, a.v, b.v)}; }
   static void stream(float* p, Vec a) { vst1q_f32(p, a.v); }
+  static void fence() {}
   // Transposes an N x N block: row i of src (N elements at src + i*src_stride) becomes
   // column i of dst (element j of it at dst + j*dst_stride + i). Unaligned pointers; src
   // and dst do not overlap. Exact bit copies (permutes only, no arithmetic).
@@ -145,6 +146,7 @@ struct Vec<double> {
   static Vec max_nan(Vec acc, Vec v) { return select(gt_or_nan(v, acc), v, acc); }
   static Vec select(M m, Vec a, Vec b) { return {vbslq_f64(m, a.v, b.v)}; }
   static void stream(double* p, Vec a) { vst1q_f64(p, a.v); }
+  static void fence() {}
   // Transposes an N x N block (semantics as Vec<float>::transpose_block): zip1/zip2,
   // 1 permute per vector.
   static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {

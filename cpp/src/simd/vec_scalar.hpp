@@ -43,7 +43,9 @@ struct Scalar {
   // acc updated by v under the scan rule (value only).
   static Scalar max_nan(Scalar acc, Scalar v) { return {v.v > acc.v || v.v != v.v ? v.v : acc.v}; }
   static Scalar select(M m, Scalar a, Scalar b) { return {m ? a.v : b.v}; }
+  // A store that may bypass the cache (p aligned to the vector); fence() orders it.
   static void stream(T* p, Scalar a) { *p = a.v; }
+  static void fence() {}
   // Transposes an N x N block: row i of src (N elements at src + i*src_stride) becomes
   // column i of dst (element j of it at dst + j*dst_stride + i). Unaligned pointers; src
   // and dst do not overlap. Exact bit copies (NaN payloads kept). One lane: one copy.
