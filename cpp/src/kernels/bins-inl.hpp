@@ -896,10 +896,11 @@ inline void covering_bins(const BinAxis& a, index_t* lo, index_t* hi) {
 }
 
 // avg backward in gather form: each element of grad_x written once, the sum of
-// grad_y / divisor over the bins covering it (levels, then bins, in order).
+// grad_y / divisor over the bins covering it (levels, then bins, in order). The
+// covering bins of a pixel are listed once, then summed for every channel block.
 template <class T>
 void avg_backward_unit(const BinProblem& pb, const BinLevel<T>* levels, int n_levels, index_t* const* range,
-                       const Setup<T>& su, const Unit<T>& u, T** coef, T* tile, T* row_buf, T* gx) {
+                       const Setup<T>& su, const Unit<T>& u, T** coef, T* tile, T* row_buf, const T** cover, T* gx) {
   using V = Vec<T>;
   const index_t nb = u.blocks;
   for (int l = 0; l < n_levels; ++l) {
@@ -917,28 +918,24 @@ void avg_backward_unit(const BinProblem& pb, const BinLevel<T>* levels, int n_le
   }
   for (index_t r = 0; r < su.rows; ++r) {
     const index_t d = r / su.H, h = r % su.H;
-    for (index_t w = 0; w < su.W; ++w)
-      for (index_t b = 0; b < nb; ++b) {
-        V acc = V::zero();
-        bool first = true;
-        for (int l = 0; l < n_levels; ++l) {
-          const BinLevel<T>& lv = levels[l];
-          const index_t OH = lv.axis[1].out, OW = lv.axis[2].out;
-          index_t* const* rg = range + l * 6;
-          for (index_t od = rg[0][d]; od < rg[1][d]; ++od)
-            for (index_t oh = rg[2][h]; oh < rg[3][h]; ++oh)
-              for (index_t ow = rg[4][w]; ow < rg[5][w]; ++ow) {
-                const V c = V::load(coef[l] + (((od * OH + oh) * OW + ow) * nb + b) * V::N);
-                acc = first ? c : V::add(acc, c);
-                first = false;
-              }
-        }
-        acc = canonical_nan(acc);
-        if (u.direct())
-          V::store(gx + u.at(b, 0, r * su.W + w), acc);
-        else  // pixel-major: the whole plane group when it fits (long runs for the transposes)
-          V::store(row_buf + ((su.whole ? r * su.W : 0) + w) * V::N, acc);
+    for (index_t w = 0; w < su.W; ++w) {
+      index_t k = 0;
+      for (int l = 0; l < n_levels; ++l) {
+        const BinLevel<T>& lv = levels[l];
+        const index_t OH = lv.axis[1].out, OW = lv.axis[2].out;
+        index_t* const* rg = range + l * 6;
+        for (index_t od = rg[0][d]; od < rg[1][d]; ++od)
+          for (index_t oh = rg[2][h]; oh < rg[3][h]; ++oh)
+            for (index_t ow = rg[4][w]; ow < rg[5][w]; ++ow) cover[k++] = coef[l] + ((od * OH + oh) * OW + ow) * nb * V::N;
       }
+      // pixel-major: the whole plane group when it fits (long runs for the transposes)
+      T* dst = u.direct() ? gx + u.at(0, 0, r * su.W + w) : row_buf + ((su.whole ? r * su.W : 0) + w) * V::N;
+      for (index_t b = 0; b < nb; ++b) {  // (a position no window covers gets 0)
+        V acc = k ? V::load(cover[0] + b * V::N) : V::zero();
+        for (index_t j = 1; j < k; ++j) acc = V::add(acc, V::load(cover[j] + b * V::N));
+        V::store(dst + b * V::N, canonical_nan(acc));
+      }
+    }
     if (!u.direct() && !su.whole) u.store_pixels(gx, r * su.W, su.W, row_buf);
   }
   if (!u.direct() && su.whole) u.store_pixels(gx, 0, su.P, row_buf);
@@ -965,16 +962,24 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
   if (!cover.ok()) throw std::bad_alloc();
   index_t** range = avg ? cover.take<index_t*>(index_t(n_levels) * 6) : nullptr;  // [level][axis][lo, hi]
   std::size_t coef_bytes = Scratch::bytes<T*>(n_levels);
-  if (avg)
+  index_t most_cover = 0;  // bins covering one pixel, at most
+  if (avg) {
     for (int l = 0; l < n_levels; ++l) {
       coef_bytes += Scratch::bytes<T>(levels[l].bins() * su.nb * V::N);
+      index_t c = 1;
       for (int i = 0; i < 3; ++i) {
         index_t** r = range + (l * 3 + i) * 2;
         r[0] = cover.take<index_t>(pb.in[i]);
         r[1] = cover.take<index_t>(pb.in[i]);
         covering_bins(levels[l].axis[i], r[0], r[1]);
+        index_t m = 0;
+        for (index_t x = 0; x < pb.in[i]; ++x) m = imax(m, r[1][x] - r[0][x]);
+        c *= m;
       }
+      most_cover += c;
     }
+    coef_bytes += Scratch::bytes<const T*>(most_cover);
+  }
   Scratch plan_mem(op == BinReduce::max ? PyramidPlan<T>::bytes(levels, n_levels) : 0);
   if (!plan_mem.ok()) throw std::bad_alloc();
   PyramidPlan<T> plan{};
@@ -1000,6 +1005,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
     T* kept = mem.take<T>(kept_elems / 5 * 4);
     T* gsum = mem.take<T>(kept_elems / 5);
     T** coef = avg ? mem.take<T*>(n_levels) : nullptr;
+    const T** cover_at = avg ? mem.take<const T*>(most_cover) : nullptr;
     if (avg)
       for (int l = 0; l < n_levels; ++l) coef[l] = mem.take<T>(levels[l].bins() * su.nb * V::N);
     index_t my_bad = -1;
@@ -1007,7 +1013,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
       const Unit<T> u = Unit<T>::make(pb, su.nb, ui);
       const index_t nb = u.blocks;
       if (avg) {
-        avg_backward_unit(pb, levels, n_levels, range, su, u, coef, tile, copy, gx);
+        avg_backward_unit(pb, levels, n_levels, range, su, u, coef, tile, copy, cover_at, gx);
         continue;
       }
       // Gradients accumulate in rows the unit has zeroed (a whole-plane copy is

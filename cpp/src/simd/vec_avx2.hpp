@@ -73,7 +73,7 @@ struct Vec<float> {
   // from memory); a 4x4 transpose inside each 128-bit lane (unpacklo/hi + shuffle) then
   // leaves column h+j of rows 0-3 in lane 0 and of rows 4-7 in lane 1. Per vector: two
   // half loads (one of them the insert), 2 shuffles, 1 store.
-  static void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
+  __attribute__((always_inline)) static void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
     for (int h = 0; h < 8; h += 4) {  // columns h..h+3 -> dst rows h..h+3
       __m256 r[4];
       for (int i = 0; i < 4; ++i)
@@ -169,7 +169,7 @@ struct Vec<double> {
   // row 2], b = [row 1 | row 3] of columns 0-1 (c, d: columns 2-3), built by vinsertf128
   // from memory; then unpacklo/hi_pd give whole columns. Per vector: 2 half loads (one an
   // insert), 1 shuffle, 1 store.
-  static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
+  __attribute__((always_inline)) static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
     const double *r0 = src, *r1 = src + ss, *r2 = src + 2 * ss, *r3 = src + 3 * ss;
     const __m256d a = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(r0)), _mm_loadu_pd(r2), 1);
     const __m256d b = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(r1)), _mm_loadu_pd(r3), 1);

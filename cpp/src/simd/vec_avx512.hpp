@@ -83,7 +83,7 @@ struct Vec<float> {
   // picks lanes 0, 2 (or 1, 3) of c[0][j] and c[1][j]. Per vector: 1 load, 1 insert,
   // 3 shuffles, 1 store. Zero-masked forms with a full mask throughout: the plain ones
   // start from _mm512_undefined_ps (GCC 12 -Wmaybe-uninitialized, see min/max).
-  static void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
+  __attribute__((always_inline)) static void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
     const __mmask16 all = 0xffff;
     for (int q = 0; q < 16; q += 8) {
       __m512 c[2][4];
@@ -202,7 +202,7 @@ struct Vec<double> {
   // columns q / q+2 of rows 0-1 and 2-3 (likewise rows 4-7 from (4, 5)); one vshuff64x2
   // per output row picks lanes 0, 2 (or 1, 3) of the two. Per vector: 1 load, 1 insert,
   // 2 shuffles, 1 store. Zero-masked forms as in Vec<float>.
-  static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
+  __attribute__((always_inline)) static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
     const __mmask8 all = 0xff;
     for (int q = 0; q < 8; q += 4) {
       __m512d r[4];

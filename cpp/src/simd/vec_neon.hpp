@@ -60,7 +60,7 @@ struct Vec<float> {
   // column i of dst (element j of it at dst + j*dst_stride + i). Unaligned pointers; src
   // and dst do not overlap. Exact bit copies (permutes only, no arithmetic).
   // trn1/trn2 of row pairs, then zip1/zip2 of 64-bit halves: 2 permutes per vector.
-  static void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
+  __attribute__((always_inline)) static void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
     const float32x4_t r0 = vld1q_f32(src), r1 = vld1q_f32(src + ss);
     const float32x4_t r2 = vld1q_f32(src + 2 * ss), r3 = vld1q_f32(src + 3 * ss);
     const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));  // r00 r10 r02 r12
@@ -149,7 +149,7 @@ struct Vec<double> {
   static void fence() {}
   // Transposes an N x N block (semantics as Vec<float>::transpose_block): zip1/zip2,
   // 1 permute per vector.
-  static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
+  __attribute__((always_inline)) static void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
     const float64x2_t r0 = vld1q_f64(src), r1 = vld1q_f64(src + ss);
     vst1q_f64(dst, vzip1q_f64(r0, r1));
     vst1q_f64(dst + ds, vzip2q_f64(r0, r1));
