@@ -805,10 +805,21 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
   const Setup<T> su(pb, levels, n_levels, threads);
   const index_t n_units = Unit<T>::count(pb, su.nb);
   const PowKind kind = pow_kind_of(double(pp.p), pp.p_channel != nullptr);
+  // Value-only pyramids: coarse levels merged from a finer level's maxima (max is
+  // exact in any order, so only bins whose maximum is a zero or a NaN, where the scan
+  // rule picks among equal values by position, are taken from the taps again).
+  bool merge = op == BinReduce::max && n_levels > 1;
+  for (int l = 0; l < n_levels; ++l) merge = merge && !levels[l].indices;
+  Scratch plan_mem(merge ? PyramidPlan<T>::bytes(levels, n_levels) : 0);
+  if (!plan_mem.ok()) throw std::bad_alloc();
+  PyramidPlan<T> plan{};
+  if (merge) plan.build(plan_mem, levels, n_levels);
+  const index_t kept_elems = merge ? plan.kept_bins(levels, n_levels) * su.nb * V::N : 0;
   int ok = 1;
   parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
-    Scratch mem(su.scratch_bytes(3));
+    Scratch mem(su.scratch_bytes(3) + Scratch::bytes<T>(kept_elems));
     if (!mem.ok()) return report_failure(ok);
+    T* kept = mem.take<T>(kept_elems);
     T* copy = mem.take<T>(su.copy_elems());
     index_t* rows = mem.take<index_t>(su.max_rows);
     const T** rp = mem.take<const T*>(su.max_rows);
@@ -822,13 +833,16 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
       const index_t nb = u.blocks;
       Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
       if (op == BinReduce::lp || op == BinReduce::gem) ex.fill(pb, u, pp);
-      for (int l = 0; l < n_levels; ++l) {
+      for (int oi = 0; oi < n_levels; ++oi) {
+        const int l = merge ? plan.order[oi] : oi;
         const BinLevel<T>& lv = levels[l];
         const BinAxis& aw = lv.axis[2];
         const LevelIO<T> io(pb, u, lv, tile, su.tile);
         const LaneOffsets<T>& lo = io.offsets();
+        const index_t OH = lv.axis[1].out, OW = aw.out;
+        auto kept_at = [&](int k, index_t bin, index_t b) { return kept + ((plan.offset[k] + bin) * nb + b) * V::N; };
         for (index_t od = 0; od < lv.axis[0].out; ++od)
-          for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
+          for (index_t oh = 0; oh < OH; ++oh) {
             const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
             const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
             auto emit = [&](const T* acc, auto&& value) {
@@ -847,9 +861,29 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
                     for (index_t i = 0; i < u.lanes; ++i)
                       lv.indices[lo.off[i] + at] = argmax_position(double(a1[s + i]), double(a2[s + i]), su.W);
                   }
+              } else if (merge && plan.source[l] >= 0) {
+                const int f = plan.source[l];
+                const index_t FH = levels[f].axis[1].out, FW = levels[f].axis[2].out;
+                index_t* const* rg = plan.range + l * 6;
+                typename V::M inexact = V::is_nan(V::zero());
+                for (index_t ow = 0; ow < OW; ++ow)
+                  for (index_t b = 0; b < nb; ++b) {
+                    V m = V::load(kept_at(f, (rg[0][od] * FH + rg[2][oh]) * FW + rg[4][ow], b));
+                    for (index_t fd = rg[0][od]; fd < rg[1][od]; ++fd)
+                      for (index_t fh = rg[2][oh]; fh < rg[3][oh]; ++fh)
+                        for (index_t fw = rg[4][ow]; fw < rg[5][ow]; ++fw)
+                          m = V::max_nan(m, V::load(kept_at(f, (fd * FH + fh) * FW + fw, b)));
+                    inexact = V::m_or(inexact, V::m_or(V::is_nan(m), V::eq(m, V::zero())));
+                    V::store(a0 + (ow * nb + b) * V::N, m);
+                  }
+                if (V::any(inexact)) max_bins<T, false>(src, aw, rows, nr, nb, rp, a0, a1, a2);
               } else {
                 max_bins<T, false>(src, aw, rows, nr, nb, rp, a0, a1, a2);
               }
+              if (merge && plan.keep[l])
+                for (index_t ow = 0; ow < OW; ++ow)
+                  for (index_t b = 0; b < nb; ++b)
+                    V::store(kept_at(l, (od * OH + oh) * OW + ow, b), V::load(a0 + (ow * nb + b) * V::N));
               emit(a0, [](V v, index_t, index_t) { return v; });
             } else if (op == BinReduce::avg) {
               sum_bins<false>(src, aw, rows, nr, nb, rp, a0, a1, [](V v, index_t) { return Pair<V>{v, v}; });
