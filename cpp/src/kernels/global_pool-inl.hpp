@@ -3,10 +3,12 @@
 // and write each output element once, without the general bin machinery (row
 // copies, level staging, compare-routing over every tap).
 //
-// Same tap order (row-major), tie and NaN rules as the general bin kernels, so the
-// results are the same bits: max keeps `v > best || isnan(v)`; sums fold the taps in
-// order starting from -0 (-0 + v == v for every v, so this equals starting from the
-// first tap), divide once and report one canonical NaN.
+// Max: the general bin kernels' scan rule (`v > best || isnan(v)` in row-major order),
+// so the same values and indices. Average: channels_last folds the taps in order from
+// -0 (-0 + v == v for every v: the same as starting from the first tap, and the same
+// bits as the general kernels); a channels_first plane is summed along its memory in
+// 8 interleaved partial sums (plane_sum), one fixed order on every SIMD path. Both
+// divide once and report one canonical NaN.
 // Included inside an ISA namespace after bins-inl.hpp.
 
 namespace global {
