@@ -1311,12 +1311,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
         for (index_t b = 0; b < nb; ++b)
           for (index_t i = 0; i < u.lanes; ++i) gp[u.plane0 + b * V::N + i] = gp_acc[b * V::N + i];
     }
-    if (my_bad >= 0) {
-#ifdef FASTPOOL_HAVE_OPENMP
-#pragma omp critical(fastpool_bins_bad)
-#endif
-      if (bad < 0 || my_bad < bad) bad = my_bad;
-    }
+    report_bad_index(bad, my_bad);
   });
   if (!ok) throw std::bad_alloc();
   return bad;

@@ -46,6 +46,16 @@ inline void report_failure(int& flag) {
   flag = 0;
 }
 
+// Folds a thread's first out-of-range index position into the shared one (the
+// smallest position wins, whatever the thread count).
+inline void report_bad_index(index_t& bad, index_t mine) {
+  if (mine < 0) return;
+#ifdef FASTPOOL_HAVE_OPENMP
+#pragma omp critical(fastpool_bad_index)
+#endif
+  if (bad < 0 || mine < bad) bad = mine;
+}
+
 // Runs f(begin, end) over contiguous, statically split item ranges, one per thread.
 // The split never changes what is computed for an item, so results do not depend
 // on the thread count.

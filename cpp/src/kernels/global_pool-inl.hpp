@@ -287,12 +287,7 @@ index_t backward(const T* x, const BinProblem& pb, const BinLevel<T>& lv, T* gx,
       emit_planes<Op>(gx + plane0 * pl.P, pl.P, n, g, b, stage, nt);
     }
     if (nt) V::fence();
-    if (my_bad >= 0) {
-#ifdef FASTPOOL_HAVE_OPENMP
-#pragma omp critical(fastpool_global_bad)
-#endif
-      if (bad < 0 || my_bad < bad) bad = my_bad;
-    }
+    report_bad_index(bad, my_bad);
   });
   if (!ok) throw std::bad_alloc();
   return bad;

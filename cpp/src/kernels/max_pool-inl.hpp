@@ -312,12 +312,7 @@ index_t max_backward_indices(const T* gy, const std::int64_t* idx, T* gx, const 
         gu[index_t(i) * lanes + o % lanes] += gyu[o];
       }
     }
-    if (my_bad >= 0) {
-#ifdef FASTPOOL_HAVE_OPENMP
-#pragma omp critical(fastpool_bad_index)
-#endif
-      if (bad < 0 || my_bad < bad) bad = my_bad;
-    }
+    report_bad_index(bad, my_bad);
   });
   return bad;
 }
