@@ -67,7 +67,8 @@ struct Plan {
 };
 
 // ------------------------------------------------------------------ channels_first
-// A plane is contiguous: reduced along its own memory, no transposes.
+// A plane is contiguous: average sums it along its own memory; max folds groups of
+// planes through block transposes (one lane per plane, the scan rule per lane).
 
 // Sum of a plane in one fixed order on every path: 8 interleaved partial sums
 // (s_j adds x[j], x[j + 8], ... in order, missing tail elements as +0), combined as
