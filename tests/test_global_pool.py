@@ -236,6 +236,39 @@ def test_out_argument(case, backend):
     check_out_argument(GLOBAL, case)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_large_gradients_streamed(layout, dtype, backend, rng):
+    """Gradients of 4 MiB and more are written with non-temporal stores, whole cache lines
+    only: out= at several offsets from a 64-byte boundary (odd plane and channel sizes, so
+    planes and rows start anywhere), ties, NaNs and given indices; nothing outside out=
+    is written."""
+    n, c, h, w = 2, 61, 97, 93  # 4.4 MB in float32
+    x = rng.integers(-40, 40, (n, c, h, w)).astype(dtype)  # many tied maxima
+    x[0, 3, 50, 7] = x[1, 60, 0, 0] = x[1, 60, 96, 92] = np.nan
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    g = rng.standard_normal((n, c)).astype(dtype)
+    kw = dict(layout=layout)
+    e_max = ref.global_max_pool_backward(g, x, **kw)
+    e_avg = ref.global_avg_pool_backward(g, x.shape, **kw)
+    _, idx = fastpool.global_max_pool(x, return_indices=True, **kw)
+    item = np.dtype(dtype).itemsize
+    for offset in (0, 1, 3, 64 // item - 1):
+        buf = np.full(x.size + 2 * (64 // item), -7.0, dtype)
+        start = (-buf.ctypes.data // item) % (64 // item) + offset
+        out = buf[start:start + x.size].reshape(x.shape)
+        assert (out.ctypes.data - offset * item) % 64 == 0
+        for call, expect in ((lambda: fastpool.global_max_pool_backward(g, x, out=out, **kw), e_max),
+                             (lambda: fastpool.global_max_pool_backward(g, x, indices=idx, out=out, **kw), e_max),
+                             (lambda: fastpool.global_avg_pool_backward(g, x.shape, out=out, **kw), e_avg)):
+            out.fill(np.nan)
+            assert call() is out
+            np.testing.assert_allclose(out, expect, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=0)
+            assert np.all(buf[:start] == -7.0) and np.all(buf[start + x.size:] == -7.0), f"offset {offset}"
+        np.testing.assert_array_equal(fastpool.global_max_pool_backward(g, x, **kw), e_max)
+
+
 # --------------------------------------------------------------------------- gradients
 
 
