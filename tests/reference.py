@@ -750,6 +750,16 @@ def spatial_pyramid_pool(x: np.ndarray, levels: Any = (1, 2, 4), mode: str = "ma
     return np.ascontiguousarray(np.concatenate(parts, axis=1))
 
 
+def spatial_pyramid_pool_indices(x: np.ndarray, levels: Any = (1, 2, 4),
+                                 layout: str = "channels_first") -> np.ndarray:
+    """Reference SPP argmax: each level's adaptive max indices, flattened as the output."""
+    x = np.asarray(x)
+    rank = x.ndim - 2
+    xc, _ = _to_ncs(x, rank, layout)
+    parts = [adaptive_max_pool(xc, bins)[1] for bins in _levels(levels, rank)]
+    return np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
+
+
 def spatial_pyramid_pool_backward(grad_output: np.ndarray, x: np.ndarray, levels: Any = (1, 2, 4),
                                   mode: str = "max", layout: str = "channels_first") -> np.ndarray:
     """Reference SPP backward: the levels' adaptive backwards, summed (float64)."""

@@ -251,6 +251,50 @@ def test_spp_ties_and_nan_in_nested_levels(levels, backend):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("levels", [(1, 2, 4), ((1, 1), (2, 3), 5), (3, 6)], ids=str)
+def test_spp_indices_round_trip(levels, layout, dtype, backend, rng):
+    """return_indices gives each bin's argmax (first maximum, last NaN) shaped like the
+    output; the backward given them equals the recomputing backward and the reference,
+    reads x only for its shape, and rejects an index outside the plane by position."""
+    n, c, h, w = 2, 5, 13, 11
+    x = rng.integers(-4, 4, (n, c, h, w)).astype(dtype)  # ties
+    x[1, 2, 5, 5] = x[1, 2, 7, 1] = np.nan
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    y, idx = fastpool.spatial_pyramid_pool(x, levels, layout=layout, return_indices=True)
+    assert idx.dtype == np.int64 and idx.shape == y.shape
+    assert_max_equal(y, fastpool.spatial_pyramid_pool(x, levels, layout=layout))
+    np.testing.assert_array_equal(idx, ref.spatial_pyramid_pool_indices(x, levels, layout))
+    g = rng.standard_normal(y.shape).astype(dtype)
+    expect = ref.spatial_pyramid_pool_backward(g, x, levels, layout=layout)
+    rtol = RTOL[np.dtype(dtype)]
+    shape_only = np.broadcast_to(np.zeros((), dtype), x.shape)  # no data: the indices say where
+    got = fastpool.spatial_pyramid_pool_backward(g, shape_only, levels, layout=layout, indices=idx)
+    assert_close(got, expect, np.abs(g).max(), rtol)
+    assert_close(got, fastpool.spatial_pyramid_pool_backward(g, x, levels, layout=layout), np.abs(g).max(), rtol)
+    bad = idx.copy()
+    bad[1, 7] = h * w
+    with pytest.raises(ValueError, match=f"indices holds {h * w} at flat position {idx.shape[1] + 7},"):
+        fastpool.spatial_pyramid_pool_backward(g, x, levels, layout=layout, indices=bad)
+
+
+def test_spp_indices_need_max_mode():
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="return_indices needs mode='max'"):
+        fastpool.spatial_pyramid_pool(x, mode="avg", return_indices=True)
+    g = np.zeros((1, 42), np.float32)
+    with pytest.raises(ValueError, match="indices needs mode='max'"):
+        fastpool.spatial_pyramid_pool_backward(g, x, mode="avg", indices=np.zeros((1, 42), np.int64))
+    with pytest.raises(TypeError, match="indices has dtype int32"):
+        fastpool.spatial_pyramid_pool_backward(g, x, indices=np.zeros((1, 42), np.int32))
+    with pytest.raises(ValueError, match=r"indices has shape \(1, 41\)"):
+        fastpool.spatial_pyramid_pool_backward(g, x, indices=np.zeros((1, 41), np.int64))
+    with pytest.raises(TypeError, match="return_indices"):
+        fastpool.spatial_pyramid_pool(x, return_indices="yes")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_spp_nan_propagates(layout, dtype, backend):
     case = SCase((8, 8), (1, 2, 4), "max", layout, dtype, 2, 3)
     x = case.data("normal")

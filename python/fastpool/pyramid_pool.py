@@ -15,6 +15,7 @@ from ._validate import (
     Layout,
     _as_int,
     _is_sequence,
+    check_bool,
     check_float_array,
     check_layout,
     check_no_overlap,
@@ -87,7 +88,8 @@ def spatial_pyramid_pool(
     mode: str = "max",
     layout: str = "channels_first",
     out: Optional[np.ndarray] = None,
-) -> np.ndarray:
+    return_indices: bool = False,
+) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """Spatial pyramid pooling: adaptive max (or avg) pooling to each level's grid,
     flattened and concatenated.
 
@@ -107,6 +109,10 @@ def spatial_pyramid_pool(
     mode : "max" or "avg"
     layout, out
         As :func:`fastpool.max_pool`.
+    return_indices : bool
+        ``mode="max"`` only: also return int64 indices shaped like the output, each
+        the flat spatial position of its bin's maximum (as ``adaptive_max_pool``), for
+        :func:`spatial_pyramid_pool_backward`'s ``indices``.
 
     Examples
     --------
@@ -118,16 +124,25 @@ def spatial_pyramid_pool(
     x = check_float_array(x, "x")
     rank = _rank(x)
     mode = _mode(mode)
+    return_indices = _indices_mode(check_bool(return_indices, "return_indices"), mode, "return_indices")
     lv = _levels(levels, rank)
     prep = _Prepared(x, rank, layout, allow_view=True)  # the result is layout-free
     klayout = prep.kernel_layout()
     grids, total = _pyramid(klayout, prep.view.shape, lv)
     y = output_array(out, (grids[0].batch, grids[0].channels * total), prep.view.dtype)
     check_no_overlap(y, "out", prep.view)
+    idx = np.empty(y.shape, dtype=np.int64) if return_indices else None
+    idx_views = _level_views(idx, grids) if return_indices else [None] * len(grids)
     xm = prep.materialize()
     _bins.forward(grids[0].canon_in(xm), klayout.channels_last, mode,
-                  [(g.bins, v, None) for g, v in zip(grids, _level_views(y, grids))])
-    return y
+                  [(g.bins, v, iv) for g, v, iv in zip(grids, _level_views(y, grids), idx_views)])
+    return (y, idx) if return_indices else y
+
+
+def _indices_mode(given: bool, mode: str, name: str) -> bool:
+    if given and mode != "max":
+        raise ValueError(f"{name} needs mode='max', got mode={mode!r}")
+    return given
 
 
 def spatial_pyramid_pool_backward(
@@ -137,10 +152,12 @@ def spatial_pyramid_pool_backward(
     mode: str = "max",
     layout: str = "channels_first",
     out: Optional[np.ndarray] = None,
+    indices: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Gradient of :func:`spatial_pyramid_pool` with respect to ``x``: every level's
-    gradient routed to its bins' maxima (recomputed from ``x``) or spread over the
-    bins (avg), accumulated over levels and overlapping bins.
+    gradient routed to its bins' maxima (recomputed from ``x``, or taken from the
+    ``indices`` the forward returned; ``x`` is then only read for its shape) or spread
+    over the bins (avg), accumulated over levels and overlapping bins.
 
     Examples
     --------
@@ -156,11 +173,19 @@ def spatial_pyramid_pool_backward(
     lay = Layout(x.ndim, rank, check_layout(layout), "x")
     grids, total = _pyramid(lay, x.shape, lv)
     g = _bins.check_grad(grad_output, (grids[0].batch, grids[0].channels * total), x.dtype)
+    idx_c = None
+    if _indices_mode(indices is not None, mode, "indices"):  # read with grad_output's strides
+        idx_c = contiguous(_bins.check_indices(indices, g.shape))
+        g = contiguous(g)
     gx = output_array(out, x.shape, x.dtype)
-    check_no_overlap(gx, "out", x, g)
-    xm = grids[0].canon_in(contiguous(x)) if mode == "max" else None
-    _bins.backward(xm, grids[0].canon_in(gx), lay.channels_last, mode,
-                   [(gr.bins, v, None) for gr, v in zip(grids, _level_views(_bins.readable(g), grids))])
+    check_no_overlap(gx, "out", x, g, indices)
+    xm = grids[0].canon_in(contiguous(x)) if mode == "max" and idx_c is None else None
+    idx_views = _level_views(idx_c, grids) if idx_c is not None else [None] * len(grids)
+    bad = _bins.backward(xm, grids[0].canon_in(gx), lay.channels_last, mode,
+                         [(gr.bins, v, iv) for gr, v, iv in zip(grids, _level_views(_bins.readable(g), grids),
+                                                                   idx_views)])
+    if bad >= 0:
+        raise _bins.bad_index_error(idx_c, bad, int(np.prod(grids[0].spatial)))
     return gx
 
 
