@@ -267,7 +267,9 @@ class LevelIO {
       : lo_(pb, u, lv), u_(u), lv_(lv), oh_(lv.axis[1].out), ow_(lv.axis[2].out), nbn_(u.blocks * V::N) {
     staged_ = !lo_.contiguous && lv.bins() * nbn_ <= tile_elems;
     tile_ = tile;
-    blocks_ = u.lanes == V::N && lv.stride[2] == 1 && lv.stride[1] == ow_ && lv.stride[0] == oh_ * ow_;
+    // bins in row-major order, one apart (a size-1 axis has stride 0: never indexed)
+    blocks_ = u.lanes == V::N && (ow_ == 1 || lv.stride[2] == 1) && (oh_ == 1 || lv.stride[1] == ow_) &&
+              (lv.axis[0].out == 1 || lv.stride[0] == oh_ * ow_);
     for (index_t l = 1; blocks_ && l < u.lanes; ++l) blocks_ = lo_.off[l] == lo_.off[0] + l * lv.stride_c;
   }
   const LaneOffsets<T>& offsets() const { return lo_; }
@@ -299,7 +301,7 @@ class LevelIO {
     const index_t bins = lv_.bins();
     for (index_t b = 0; b < u_.blocks; ++b) {
       index_t q = 0;
-      if (blocks_)
+      if (blocks_) {
         for (; q + V::N <= bins; q += V::N) {
           T* ys = y + lo_.off[0] + b * lo_.block_step + q;
           T* ts = tile_ + q * nbn_ + b * V::N;
@@ -308,18 +310,38 @@ class LevelIO {
           else
             V::transpose_block(ys, lv_.stride_c, ts, nbn_);
         }
+        if (q < bins) move_tail(y, b, q, bins - q, out);
+        continue;
+      }
       for (; q < bins; ++q) {
         const index_t a = level_offset(lv_.stride, q / (oh_ * ow_), (q / ow_) % oh_, q % ow_) + b * lo_.block_step;
         T* t = tile_ + q * nbn_ + b * V::N;
-        if (!out && blocks_) {  // evenly spaced lanes: one strided load
-          V::store(t, V::load_strided(y + lo_.off[0] + a, lv_.stride_c));
-          continue;
-        }
         for (index_t i = 0; i < V::N; ++i) {
           if (out && i < u_.lanes) y[lo_.off[i] + a] = t[i];
           if (!out) t[i] = i < u_.lanes ? y[lo_.off[i] + a] : T(0);
         }
       }
+    }
+  }
+  // Bins [q0, q0 + r), r < N, of block b (evenly spaced lanes): one N x N transpose
+  // of a zero-padded block, so a level of fewer bins than lanes (a pyramid's 2 x 2)
+  // moves without a division or a branch per element.
+  void move_tail(T* y, index_t b, index_t q0, index_t r, bool out) const {
+    alignas(64) T a[V::N * V::N] = {};
+    alignas(64) T t[V::N * V::N];
+    T* ys = y + lo_.off[0] + b * lo_.block_step + q0;
+    T* ts = tile_ + q0 * nbn_ + b * V::N;
+    const index_t sc = lv_.stride_c;
+    if (out) {
+      for (index_t j = 0; j < r; ++j) V::store(a + j * V::N, V::load(ts + j * nbn_));
+      V::transpose_block(a, V::N, t, V::N);
+      for (index_t i = 0; i < V::N; ++i)
+        for (index_t j = 0; j < r; ++j) ys[i * sc + j] = t[i * V::N + j];
+    } else {
+      for (index_t i = 0; i < V::N; ++i)
+        for (index_t j = 0; j < r; ++j) a[i * V::N + j] = ys[i * sc + j];
+      V::transpose_block(a, V::N, t, V::N);
+      for (index_t j = 0; j < r; ++j) V::store(ts + j * nbn_, V::load(t + j * V::N));
     }
   }
   LaneOffsets<T> lo_;
