@@ -10,9 +10,10 @@
 #include "kernels/avg_pool-inl.hpp"
 #include "kernels/bins-inl.hpp"
 #include "kernels/global_pool-inl.hpp"
+#include "kernels/bin_max-inl.hpp"
 
-// Bin reductions: global max / avg pooling has loops of its own; every other bin
-// reduction runs the general bin kernels.
+// Bin reductions: global max / avg pooling and the max over adaptive bins of small
+// planes have loops of their own; every other bin reduction runs the general kernels.
 template <class T>
 void bin_forward_impl(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
                       const BinLevel<T>* levels, int n_levels, int threads) {
@@ -23,6 +24,7 @@ void bin_forward_impl(const T* x, const BinProblem& pb, BinReduce op, const Powe
       global::forward<BinReduce::avg>(x, pb, levels[0], threads);
     return;
   }
+  if (binmax::applies(pb, op, levels, n_levels, false)) return binmax::forward(x, pb, levels, n_levels, threads);
   bins::forward(x, pb, op, pp, levels, n_levels, threads);
 }
 
@@ -32,6 +34,7 @@ index_t bin_backward_impl(const T* x, const BinProblem& pb, BinReduce op, const 
   if (global::applies(pb, op, levels, n_levels))
     return op == BinReduce::max ? global::backward<BinReduce::max>(x, pb, levels[0], grad_x, threads)
                                 : global::backward<BinReduce::avg>(x, pb, levels[0], grad_x, threads);
+  if (binmax::applies(pb, op, levels, n_levels, true)) return binmax::backward(x, pb, levels, n_levels, grad_x, threads);
   return bins::backward(x, pb, op, pp, levels, n_levels, grad_x, grad_p, threads);
 }
 

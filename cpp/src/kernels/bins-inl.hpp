@@ -212,9 +212,10 @@ struct LaneOffsets {
   bool contiguous;  // lanes adjacent in the output: one vector store
 
   LaneOffsets(const BinProblem& pb, const Unit<T>& u, const BinLevel<T>& lv) {
+    index_t n = u.plane0 / pb.channels, c = u.plane0 % pb.channels;  // one division per unit
     for (index_t l = 0; l < u.lanes; ++l) {
-      const index_t plane = u.plane0 + l;
-      off[l] = (plane / pb.channels) * lv.stride_n + (plane % pb.channels) * lv.stride_c;
+      off[l] = n * lv.stride_n + c * lv.stride_c;
+      if (++c == pb.channels) c = 0, ++n;
     }
     block_step = Vec<T>::N * lv.stride_c;
     contiguous = lv.stride_c == 1 && (u.lanes == 1 || off[u.lanes - 1] == off[0] + u.lanes - 1);
