@@ -23,6 +23,8 @@ namespace binmax {
 using bins::canonical_nan;
 using bins::LaneOffsets;
 using bins::LevelIO;
+using bins::merge_wins;
+using bins::PyramidPlan;
 using bins::Unit;
 
 constexpr int kChunk = 4;                                // vectors of lanes scanned together
@@ -64,9 +66,14 @@ template <class T>
 struct Plan {
   index_t P, units, item_blocks, items, total_bins = 0, most_bins = 0;
   index_t* boff;
+  PyramidPlan<T> pyr;  // coarse levels that are unions of a finer level's bins
 
+  static std::size_t bytes(const BinLevel<T>* lv, int nl) {
+    return Scratch::bytes<index_t>(nl) + PyramidPlan<T>::bytes(lv, nl);
+  }
   Plan(Scratch& mem, const BinProblem& pb, const BinLevel<T>* lv, int nl, int threads)
       : P(pb.plane()), units(Unit<T>::count(pb, 1)) {
+    pyr.build(mem, lv, nl);
     boff = mem.take<index_t>(nl);
     for (int l = 0; l < nl; ++l) {
       boff[l] = total_bins;
@@ -107,17 +114,41 @@ inline void scan(const T* const* src, index_t W, index_t h0, index_t nh, index_t
 }
 
 // Every bin of every level for U blocks: value (and position) of block k, bin b
-// (numbered across levels) at val[k] + b*N (pos[k] + b*N).
+// (numbered across levels) at val[k] + b*N (pos[k] + b*N). With positions, a level
+// that is a union of a finer level's bins merges their maxima by the scan rule over
+// positions (the larger value, the earlier position among equal values, the later
+// among NaNs) instead of scanning its taps again.
 template <int U, bool kIdx, class T>
 void scan_levels(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const T* const* src, T* const* val, T* const* pos) {
   using V = Vec<T>;
   const index_t W = lv[0].axis[2].in;
-  for (int l = 0; l < nl; ++l) {
+  for (int oi = 0; oi < nl; ++oi) {
+    const int l = pl.pyr.order[oi], f = kIdx ? pl.pyr.source[l] : -1;
     const BinAxis &ah = lv[l].axis[1], &aw = lv[l].axis[2];
     for (index_t oh = 0; oh < ah.out; ++oh)
       for (index_t ow = 0; ow < aw.out; ++ow) {
         V best[U], at[U];
-        scan<U, kIdx>(src, W, ah.first[oh], ah.count[oh], aw.first[ow], aw.count[ow], best, at);
+        if (f < 0) {
+          scan<U, kIdx>(src, W, ah.first[oh], ah.count[oh], aw.first[ow], aw.count[ow], best, at);
+        } else {
+          const index_t* const* rg = pl.pyr.range + l * 6;
+          const index_t FW = lv[f].axis[2].out;
+          const index_t f0 = (pl.boff[f] + rg[2][oh] * FW + rg[4][ow]) * V::N;
+          for (int k = 0; k < U; ++k) {  // from the first fine bin (merging it again changes nothing)
+            best[k] = V::load(val[k] + f0);
+            at[k] = V::load(pos[k] + f0);
+          }
+          for (index_t fh = rg[2][oh]; fh < rg[3][oh]; ++fh)
+            for (index_t fw = rg[4][ow]; fw < rg[5][ow]; ++fw) {
+              const index_t fb = (pl.boff[f] + fh * FW + fw) * V::N;
+              for (int k = 0; k < U; ++k) {
+                const V v2 = V::load(val[k] + fb), q2 = V::load(pos[k] + fb);
+                const typename V::M win = merge_wins(best[k], v2, V::lt(q2, at[k]));
+                best[k] = V::select(win, v2, best[k]);
+                at[k] = V::select(win, q2, at[k]);
+              }
+            }
+        }
         const index_t b = (pl.boff[l] + oh * aw.out + ow) * V::N;
         for (int k = 0; k < U; ++k) {
           V::store(val[k] + b, best[k]);
@@ -185,7 +216,7 @@ struct Item {
 template <class T>
 void forward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl, int threads) {
   using V = Vec<T>;
-  Scratch plan_mem(Scratch::bytes<index_t>(nl));
+  Scratch plan_mem(Plan<T>::bytes(lv, nl));
   if (!plan_mem.ok()) throw std::bad_alloc();
   const Plan<T> pl(plan_mem, pb, lv, nl, threads);
   bool idx = false;
@@ -225,7 +256,7 @@ void forward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl, in
 template <class T>
 index_t backward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl, T* gx, int threads) {
   using V = Vec<T>;
-  Scratch plan_mem(Scratch::bytes<index_t>(nl));
+  Scratch plan_mem(Plan<T>::bytes(lv, nl));
   if (!plan_mem.ok()) throw std::bad_alloc();
   const Plan<T> pl(plan_mem, pb, lv, nl, threads);
   int ok = 1;

@@ -753,13 +753,18 @@ struct PyramidPlan {
 // (v, r, w) merged with another bin's maximum (v2, r2, w2) by the scan rule over
 // positions: the larger value, the earlier position among equal values, the later
 // position among NaNs. s follows the winner (the root bin it came from).
+// Whether (v2 at a position `before` v's or not) wins that merge.
 template <class V>
-inline void merge_max(V& v, V& r, V& w, V& s, V v2, V r2, V w2, V s2) {
-  const auto before = V::m_or(V::lt(r2, r), V::m_and(V::eq(r2, r), V::lt(w2, w)));
+inline typename V::M merge_wins(V v, V v2, typename V::M before) {
   const auto nan1 = V::is_nan(v), nan2 = V::is_nan(v2);
   const auto bigger = V::m_or(V::gt(v2, v), V::m_and(V::eq(v2, v), before));
-  const auto win = V::m_or(V::m_and(bigger, V::m_not(V::m_or(nan1, nan2))),
-                           V::m_and(nan2, V::m_or(V::m_not(nan1), V::m_not(before))));
+  return V::m_or(V::m_and(bigger, V::m_not(V::m_or(nan1, nan2))),
+                 V::m_and(nan2, V::m_or(V::m_not(nan1), V::m_not(before))));
+}
+
+template <class V>
+inline void merge_max(V& v, V& r, V& w, V& s, V v2, V r2, V w2, V s2) {
+  const auto win = merge_wins(v, v2, V::m_or(V::lt(r2, r), V::m_and(V::eq(r2, r), V::lt(w2, w))));
   v = V::select(win, v2, v);
   r = V::select(win, r2, r);
   w = V::select(win, w2, w);
