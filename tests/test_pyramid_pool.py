@@ -194,6 +194,25 @@ def test_spp_bitwise_identical_on_every_backend(case):
     assert_close(base["grad"], *with_scale(ref.spatial_pyramid_pool_backward, g, x, **kw), sum_rtol(case.dtype, 8))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spatial, levels", [((7, 7), (1, 2, 4)), ((13, 13), (1, 2, 4)), ((32, 32), (1, 2, 3, 6)),
+                                             ((33, 32), (1, 2, 4)), ((9,), (1, 2, 4)), ((2, 2), (4, 1))], ids=str)
+def test_spp_max_gradient_identical_in_both_layouts(spatial, levels, dtype, backend):
+    """A pixel that is the maximum of several bins (its level-1 bin and the finer bins
+    holding it) receives their gradients' sum, added in one order: both layouts give the
+    same bits, though their work items group lanes differently (21 channels: partial
+    vectors, items across samples)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 21) + spatial).astype(dtype)
+    n_bins = sum(int(np.prod(b)) for b in _level_bins(levels, len(spatial)))
+    g = rng.standard_normal((3, 21 * n_bins)).astype(dtype)
+    gf = fastpool.spatial_pyramid_pool_backward(g, x, levels)
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    gl = fastpool.spatial_pyramid_pool_backward(g, xl, levels, layout="channels_last")
+    np.testing.assert_array_equal(np.moveaxis(gl, -1, 1), gf)
+    assert_close(gf, *with_scale(ref.spatial_pyramid_pool_backward, g, x, levels), sum_rtol(dtype, 8))
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_spp_output_length_does_not_depend_on_input_size(mode):
     rng = np.random.default_rng(0)
