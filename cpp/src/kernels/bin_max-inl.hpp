@@ -64,7 +64,7 @@ bool applies(const BinProblem& pb, BinReduce op, const BinLevel<T>* lv, int nl, 
 // all levels' bins, and how many blocks an item holds.
 template <class T>
 struct Plan {
-  index_t P, units, item_blocks, items, total_bins = 0, most_bins = 0;
+  index_t P, units, item_blocks, items, total_bins = 0;
   index_t* boff;
   PyramidPlan<T> pyr;  // coarse levels that are unions of a finer level's bins
 
@@ -78,7 +78,6 @@ struct Plan {
     for (int l = 0; l < nl; ++l) {
       boff[l] = total_bins;
       total_bins += lv[l].bins();
-      most_bins = imax(most_bins, lv[l].bins());
     }
     // blocks whose copy fits kCopyBytes, fewer when that leaves a thread without items
     // (the grouping never changes a result)
@@ -164,22 +163,19 @@ template <class T>
 struct Item {
   using V = Vec<T>;
   Unit<T> unit[kMaxItem];
-  T *copy[kMaxItem], *val[kMaxItem], *pos[kMaxItem], *tile;
-  index_t tile_elems;
+  T *copy[kMaxItem], *val[kMaxItem], *pos[kMaxItem];
   int n = 0, direct = 0;  // blocks; the leading ones are whole vectors of channels_last
 
   static std::size_t bytes(const Plan<T>& pl) {
     return (Scratch::bytes<T>(pl.P * V::N) + Scratch::bytes<T>(pl.total_bins * V::N) * 2) *
-               std::size_t(pl.item_blocks) +
-           Scratch::bytes<T>(pl.most_bins * V::N);
+           std::size_t(pl.item_blocks);
   }
-  Item(Scratch& mem, const Plan<T>& pl) : tile_elems(pl.most_bins * V::N) {
+  Item(Scratch& mem, const Plan<T>& pl) {
     for (index_t k = 0; k < pl.item_blocks; ++k) {
       copy[k] = mem.take<T>(pl.P * V::N);
       val[k] = mem.take<T>(pl.total_bins * V::N);
       pos[k] = mem.take<T>(pl.total_bins * V::N);
     }
-    tile = mem.take<T>(tile_elems);
   }
   void load(const BinProblem& pb, const Plan<T>& pl, index_t it, const T* x) {
     const index_t u0 = it * pl.item_blocks;
@@ -205,11 +201,16 @@ struct Item {
       }
     }
   }
-  // The copies back into a gradient, every element once.
+  // The copies back into a gradient, every element once, with one canonical NaN (which
+  // of two NaNs a sum returns depends on the operand order the compiler picks).
   void store(const Plan<T>& pl, T* gx) const {
     for (index_t q = 0; q < pl.P; ++q)
-      for (int k = 0; k < direct; ++k) V::store(gx + unit[k].base + q * unit[k].pixel_stride, V::load(copy[k] + q * V::N));
-    for (int k = direct; k < n; ++k) unit[k].store_pixels(gx, 0, pl.P, copy[k]);
+      for (int k = 0; k < direct; ++k)
+        V::store(gx + unit[k].base + q * unit[k].pixel_stride, canonical_nan(V::load(copy[k] + q * V::N)));
+    for (int k = direct; k < n; ++k) {
+      for (index_t q = 0; q < pl.P; ++q) V::store(copy[k] + q * V::N, canonical_nan(V::load(copy[k] + q * V::N)));
+      unit[k].store_pixels(gx, 0, pl.P, copy[k]);
+    }
   }
 };
 
@@ -233,19 +234,24 @@ void forward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl, in
       else
         item.template scan_all<false>(pl, lv, nl);
       for (int l = 0; l < nl; ++l) {
-        const index_t OW = lv[l].axis[2].out, bins = lv[l].bins();
+        const index_t OH = lv[l].axis[1].out, OW = lv[l].axis[2].out, bins = OH * OW;
         for (int k = 0; k < item.n; ++k) {
-          const LevelIO<T> io(pb, item.unit[k], lv[l], item.tile, item.tile_elems);
-          const T* v = item.val[k] + pl.boff[l] * V::N;
-          for (index_t b = 0; b < bins; ++b) io.put(lv[l].y, 0, b / OW, b % OW, 0, V::load(v + b * V::N));
-          io.store_all(lv[l].y);
+          // a block's values are laid out as the level's staging tile: (bin, lane)
+          T* v = item.val[k] + pl.boff[l] * V::N;
+          const LevelIO<T> io(pb, item.unit[k], lv[l], v, bins * V::N);
+          if (io.staged())
+            io.store_all(lv[l].y);
+          else
+            for (index_t oh = 0; oh < OH; ++oh)
+              for (index_t ow = 0; ow < OW; ++ow) io.put(lv[l].y, 0, oh, ow, 0, V::load(v + (oh * OW + ow) * V::N));
           if (!lv[l].indices) continue;
           const LaneOffsets<T>& lo = io.offsets();
           const T* p = item.pos[k] + pl.boff[l] * V::N;
-          for (index_t b = 0; b < bins; ++b) {
-            const index_t at = io.at(0, b / OW, b % OW, 0);
-            for (index_t i = 0; i < item.unit[k].lanes; ++i) lv[l].indices[lo.off[i] + at] = std::int64_t(p[b * V::N + i]);
-          }
+          for (index_t oh = 0; oh < OH; ++oh)
+            for (index_t ow = 0; ow < OW; ++ow) {
+              const index_t at = io.at(0, oh, ow, 0), b = (oh * OW + ow) * V::N;
+              for (index_t i = 0; i < item.unit[k].lanes; ++i) lv[l].indices[lo.off[i] + at] = std::int64_t(p[b + i]);
+            }
         }
       }
     }
@@ -268,13 +274,15 @@ index_t backward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl
       item.load(pb, pl, it, x);
       item.template scan_all<true>(pl, lv, nl);
       for (int k = 0; k < item.n; ++k) {
-        T* g = item.val[k];  // the bins' gradients replace their values
+        T* g = item.val[k];  // the bins' gradients replace their values, as the staging tile
         for (int l = 0; l < nl; ++l) {
-          const index_t OW = lv[l].axis[2].out, bins = lv[l].bins();
-          const LevelIO<T> io(pb, item.unit[k], lv[l], item.tile, item.tile_elems);
+          const index_t OH = lv[l].axis[1].out, OW = lv[l].axis[2].out;
+          T* gl = g + pl.boff[l] * V::N;
+          const LevelIO<T> io(pb, item.unit[k], lv[l], gl, OH * OW * V::N);
           io.load_all(lv[l].grad_y);
-          for (index_t b = 0; b < bins; ++b)
-            V::store(g + (pl.boff[l] + b) * V::N, io.get(lv[l].grad_y, 0, b / OW, b % OW, 0));
+          if (!io.staged())
+            for (index_t oh = 0; oh < OH; ++oh)
+              for (index_t ow = 0; ow < OW; ++ow) V::store(gl + (oh * OW + ow) * V::N, io.get(lv[l].grad_y, 0, oh, ow, 0));
         }
         // each lane's bin gradients added at its argmax, levels then bins in order, so
         // a pixel's sum has one order on every path
@@ -283,7 +291,6 @@ index_t backward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl
         const T* pos = item.pos[k];
         for (index_t b = 0; b < pl.total_bins * V::N; b += V::N)
           for (index_t i = 0; i < V::N; ++i) buf[index_t(pos[b + i]) * V::N + i] += g[b + i];
-        for (index_t q = 0; q < pl.P; ++q) V::store(buf + q * V::N, canonical_nan(V::load(buf + q * V::N)));
       }
       item.store(pl, gx);
     }

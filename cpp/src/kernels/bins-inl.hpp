@@ -274,6 +274,8 @@ class LevelIO {
     for (index_t l = 1; blocks_ && l < u.lanes; ++l) blocks_ = lo_.off[l] == lo_.off[0] + l * lv.stride_c;
   }
   const LaneOffsets<T>& offsets() const { return lo_; }
+  // Whether values go through the tile, laid out (bin, block, lane).
+  bool staged() const { return staged_; }
   index_t at(index_t od, index_t oh, index_t ow, index_t b) const {
     return level_offset(lv_.stride, od, oh, ow) + b * lo_.block_step;
   }
