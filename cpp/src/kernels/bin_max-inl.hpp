@@ -8,9 +8,11 @@
 // channels_first groups of N planes), copied pixel-major once: channels_last reads a
 // pixel's blocks as one run of memory (scanning them in place, C apart, would map a
 // plane's pixels to a few cache sets when C is a power of two). kChunk blocks share
-// every bin's geometry, so their scans run as independent dependency chains; each
-// level's bins are scanned from the taps. The backward then adds each lane's bin
-// gradients at its argmax in a zeroed copy of the plane and writes every element once.
+// every bin's geometry, so their scans run as independent dependency chains. A level's
+// bins are scanned from the taps, or, where positions are tracked (indices, backward),
+// a pyramid's coarse level merges a finer level's maxima. The backward then adds each
+// lane's bin gradients at its argmax in a zeroed copy of the plane and writes every
+// element once.
 //
 // The scan rule is the general kernels' (`v > best || isnan(v)`, row-major over a
 // bin): the same values and indices. A pixel's gradient adds its bins' shares in one

@@ -61,6 +61,15 @@ struct Plan {
     per_n = (C + chunk - 1) / chunk;
   }
   index_t units() const { return cl ? N * per_n : (NC + V::N - 1) / V::N; }
+  // channels_last unit u: its channels [c0, c0 + n) of one sample, the first of them
+  // plane (n, c0) = plane0, at x offset `at`.
+  struct ClUnit {
+    index_t n, plane0, at;
+  };
+  ClUnit cl_unit(index_t u) const {
+    const index_t s = u / per_n, c0 = (u % per_n) * chunk;
+    return {imin(chunk, C - c0), s * C + c0, s * P * C + c0};
+  }
   index_t out_offset(const BinLevel<T>& lv, index_t plane) const {
     return (plane / C) * lv.stride_n + (plane % C) * lv.stride_c;
   }
@@ -173,10 +182,10 @@ void forward(const T* x, const BinProblem& pb, const BinLevel<T>& lv, int thread
     for (index_t u = u0; u < u1; ++u) {
       index_t plane0, n;
       if (pl.cl) {
-        const index_t s = u / pl.per_n, c0 = (u % pl.per_n) * pl.chunk;
-        n = imin(pl.chunk, pl.C - c0);
-        plane0 = s * pl.C + c0;
-        fold_channels<Op>(x + s * pl.P * pl.C + c0, pl.P, pl.C, n, a, b);
+        const auto cu = pl.cl_unit(u);
+        n = cu.n;
+        plane0 = cu.plane0;
+        fold_channels<Op>(x + cu.at, pl.P, pl.C, n, a, b);
         if (Op == BinReduce::avg)
           for (index_t i = 0; i < n; i += V::N) V::store(a + i, avg_value(V::load(a + i), pl.divisor));
       } else {
@@ -252,9 +261,9 @@ index_t backward(const T* x, const BinProblem& pb, const BinLevel<T>& lv, T* gx,
     };
     for (index_t u = u0; u < u1; ++u) {
       if (pl.cl) {
-        const index_t s = u / pl.per_n, c0 = (u % pl.per_n) * pl.chunk, n = imin(pl.chunk, pl.C - c0);
-        const index_t plane0 = s * pl.C + c0;
-        T* out = gx + s * pl.P * pl.C + c0;
+        const auto cu = pl.cl_unit(u);
+        const index_t n = cu.n, plane0 = cu.plane0;
+        T* out = gx + cu.at;
         get_planes(pl, lv, plane0, n, g);
         if (Op == BinReduce::avg) {
           for (index_t i = 0; i < n; i += V::N) V::store(g + i, avg_value(V::load(g + i), pl.divisor));
@@ -265,7 +274,7 @@ index_t backward(const T* x, const BinProblem& pb, const BinLevel<T>& lv, T* gx,
           given_positions(plane0, n);
           for (index_t i = n; i % V::N; ++i) b[i] = T(-1);
         } else {
-          fold_channels<Op>(x + s * pl.P * pl.C + c0, pl.P, pl.C, n, a, b);
+          fold_channels<Op>(x + cu.at, pl.P, pl.C, n, a, b);
         }
         for (index_t i = 0; i < n; i += V::N) V::store(g + i, V::add(V::zero(), V::load(g + i)));
         for (index_t q = 0; q < pl.P; ++q) {
