@@ -28,7 +28,10 @@ Level = Tuple["_core.Bins", np.ndarray, Optional[np.ndarray]]
 
 def pad3(sizes: Sequence[int]) -> Tuple[int, int, int]:
     """Spatial sizes as the kernels' rank-3 (depth, height, width), leading 1s."""
-    return (1,) * (3 - len(sizes)) + tuple(int(s) for s in sizes)  # type: ignore[return-value]
+    t = tuple(sizes) if type(sizes) is not tuple else sizes
+    if all(type(s) is int for s in t):
+        return (1,) * (3 - len(t)) + t  # type: ignore[return-value]
+    return (1,) * (3 - len(t)) + tuple(int(s) for s in t)  # type: ignore[return-value]
 
 
 def logical(a: np.ndarray, channels_last: bool) -> np.ndarray:

@@ -7,6 +7,7 @@ names the argument and the value it got.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from typing import Any, Optional, Sequence, Tuple
@@ -26,6 +27,8 @@ _MAX_SIZE = 1 << 40  # the C++ geometry's bound on kernel, stride, dilation, pad
 def _as_int(value: Any, name: str) -> int:
     """An integer (or an object with __index__, such as a 0-d integer array); bools
     are not sizes."""
+    if type(value) is int:  # the common case, first (bool is a subclass, not this type)
+        return value
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and value.dtype == np.bool_):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if isinstance(value, (numbers.Integral, np.integer)):
@@ -38,6 +41,8 @@ def _as_int(value: Any, name: str) -> int:
 
 def _is_sequence(value: Any) -> bool:
     """A list/tuple/1-d array of per-axis values (not a string, not a 0-d array)."""
+    if type(value) is tuple or type(value) is list:  # the common case, without the ABC check
+        return True
     if isinstance(value, (str, bytes)):
         return False
     if isinstance(value, np.ndarray):
@@ -229,7 +234,7 @@ def output_array(
 ) -> np.ndarray:
     """A fresh output, or the user's ``out`` after checking it fits exactly."""
     if out is None:
-        if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize >= _POOLED_BYTES:
+        if math.prod(shape) * dtype.itemsize >= _POOLED_BYTES:
             return _core.empty(shape, dtype)  # reused memory: no page faults on first touch
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):

@@ -6,6 +6,8 @@ for the bin rule), computed together in one pass over the input.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -68,14 +70,14 @@ def _rank(x: np.ndarray) -> int:
 
 def _pyramid(layout: Layout, shape, levels: List[Tuple[int, ...]]) -> Tuple[List[_bins.Grid], int]:
     grids = [_bins.Grid(layout, shape, lv, None) for lv in levels]
-    return grids, sum(int(np.prod(lv)) for lv in levels)
+    return grids, sum(math.prod(lv) for lv in levels)
 
 
 def _level_views(a: np.ndarray, grids: List[_bins.Grid]) -> List[np.ndarray]:
     """Each level's block of a (N, C * total) array as (N, C, D, H, W): C x bins per level."""
     views, off = [], 0
     for g in grids:
-        n_bins = int(np.prod(g.out_spatial))
+        n_bins = math.prod(g.out_spatial)
         block = a[:, off:off + g.channels * n_bins]
         views.append(block.reshape((g.batch, g.channels) + _bins.pad3(g.out_spatial)))  # splits one axis: a view
         off += g.channels * n_bins
