@@ -226,6 +226,18 @@ index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const Power
   return bad;
 }
 
+template <class T>
+void line_max_forward(const T* x, const T* add, T* y, const LineProblem& lp, int threads) {
+  check_lines(lp);
+  ops<T>().line_forward(x, add, y, lp, threads);
+}
+
+template <class T>
+void line_max_backward(const T* gy, const T* x, const T* add, T* gx, const LineProblem& lp, int threads) {
+  check_lines(lp);
+  ops<T>().line_backward(gy, x, add, gx, lp, threads);
+}
+
 #define FASTPOOL_INSTANTIATE(T)                                                                 \
   template void max_pool_forward<T>(const T*, T*, std::int64_t*, const PoolGeometry&, int);     \
   template index_t max_pool_backward<T>(const T*, const T*, const std::int64_t*, T*,             \
@@ -235,7 +247,9 @@ index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const Power
   template void bin_forward<T>(const T*, const BinProblem&, BinReduce, const PowerParams<T>&,  \
                                const BinLevel<T>*, int, int);                                  \
   template index_t bin_backward<T>(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, \
-                                   const BinLevel<T>*, int, T*, T*, int);
+                                   const BinLevel<T>*, int, T*, T*, int);                    \
+  template void line_max_forward<T>(const T*, const T*, T*, const LineProblem&, int);             \
+  template void line_max_backward<T>(const T*, const T*, const T*, T*, const LineProblem&, int);
 FASTPOOL_INSTANTIATE(float)
 FASTPOOL_INSTANTIATE(double)
 #undef FASTPOOL_INSTANTIATE

@@ -1,6 +1,7 @@
 #include "fastpool/geometry.hpp"
 
 #include "fastpool/bins.hpp"
+#include "fastpool/lines.hpp"
 
 #include <limits>
 #include <stdexcept>
@@ -190,5 +191,19 @@ void check_bins(const BinProblem& pb, BinReduce op, const BinLevel<T>* levels, i
 
 template void check_bins<float>(const BinProblem&, BinReduce, const BinLevel<float>*, int);
 template void check_bins<double>(const BinProblem&, BinReduce, const BinLevel<double>*, int);
+
+// ------------------------------------------------------------------ lines
+
+void check_lines(const LineProblem& lp) {
+  const index_t dims[4] = {lp.batch, lp.channels, lp.height, lp.width};
+  index_t n = 1;
+  for (index_t d : dims) {
+    if (d < 1 || d > kHuge) fail("line sizes must be in [1, 2**40], got " + std::to_string(d));
+    n = checked_mul(n, d, "input size");
+  }
+  if (lp.axis != 0 && lp.axis != 1) fail("line axis must be 0 (H) or 1 (W), got " + std::to_string(lp.axis));
+  const int s = static_cast<int>(lp.scan);
+  if (s < 0 || s > 2) fail("invalid line scan " + std::to_string(s));
+}
 
 }  // namespace fastpool

@@ -50,6 +50,14 @@ from .adaptive_pool import (
     global_max_pool3d_backward,
     global_max_pool_backward,
 )
+from .corner_pool import (
+    cascade_corner_pool,
+    cascade_corner_pool_backward,
+    center_pool,
+    center_pool_backward,
+    corner_pool,
+    corner_pool_backward,
+)
 from .power_pool import (
     gem_pool,
     gem_pool_backward,
@@ -116,6 +124,12 @@ __all__ = [
     "avg_pool3d",
     "avg_pool3d_backward",
     "avg_pool_backward",
+    "cascade_corner_pool",
+    "cascade_corner_pool_backward",
+    "center_pool",
+    "center_pool_backward",
+    "corner_pool",
+    "corner_pool_backward",
     "gem_pool",
     "gem_pool_backward",
     "get_num_threads",

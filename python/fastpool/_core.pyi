@@ -83,6 +83,19 @@ def bin_backward(
     levels: List[Level], p: float, p_channel: Optional[npt.NDArray[np.floating]], eps: float,
     grad_p: Optional[npt.NDArray[np.floating]], threads: int,
 ) -> int: ...
+class LineScan:
+    from_end: LineScan
+    from_start: LineScan
+    whole: LineScan
+def line_max_forward(
+    x: npt.NDArray[np.floating], add: Optional[npt.NDArray[np.floating]], out: npt.NDArray[np.floating],
+    axis: int, scan: LineScan, channels_last: bool, threads: int,
+) -> None: ...
+def line_max_backward(
+    grad_output: npt.NDArray[np.floating], x: npt.NDArray[np.floating],
+    add: Optional[npt.NDArray[np.floating]], out: npt.NDArray[np.floating],
+    axis: int, scan: LineScan, channels_last: bool, threads: int,
+) -> None: ...
 def get_simd() -> str: ...
 def available_simd() -> List[str]: ...
 def compiled_simd() -> List[str]: ...

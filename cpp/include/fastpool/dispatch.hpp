@@ -8,6 +8,7 @@
 
 #include "fastpool/bins.hpp"
 #include "fastpool/geometry.hpp"
+#include "fastpool/lines.hpp"
 
 namespace fastpool {
 
@@ -22,6 +23,8 @@ struct PoolKernels {
   void (*bin_forward)(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, const BinLevel<T>*, int, int);
   index_t (*bin_backward)(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, const BinLevel<T>*, int, T*,
                           T*, int);
+  void (*line_forward)(const T*, const T*, T*, const LineProblem&, int);
+  void (*line_backward)(const T*, const T*, const T*, T*, const LineProblem&, int);
 };
 
 // Element-wise vector math of each path, over arrays: the tests compare every path

@@ -7,6 +7,7 @@
 
 #include "fastpool/bins.hpp"
 #include "fastpool/geometry.hpp"
+#include "fastpool/lines.hpp"
 
 namespace fastpool {
 
@@ -45,5 +46,19 @@ void bin_forward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
 template <class T>
 index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
                      const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads);
+
+/// y = the line maxima of x (lp.scan along lp.axis) + add. add is nullable and may
+/// be y itself (adds to what y holds); NaN propagates.
+template <class T>
+void line_max_forward(const T* x, const T* add, T* y, const LineProblem& lp, int threads);
+
+/// grad_x = grad_y routed to the positions that supplied each maximum + add
+/// (nullable, may be grad_x itself). Along a line scanned from its far edge, the
+/// first element found strictly greater than all before it supplies the maximum
+/// (CornerNet's rule; NaN counts as the largest value, its first occurrence wins);
+/// a whole-line maximum is the one found first scanning from the end of the line.
+template <class T>
+void line_max_backward(const T* grad_y, const T* x, const T* add, T* grad_x, const LineProblem& lp,
+                       int threads);
 
 }  // namespace fastpool

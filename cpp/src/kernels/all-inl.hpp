@@ -11,6 +11,7 @@
 #include "kernels/bins-inl.hpp"
 #include "kernels/global_pool-inl.hpp"
 #include "kernels/bin_max-inl.hpp"
+#include "kernels/line_max-inl.hpp"
 
 // Bin reductions: global max / avg pooling and the max over adaptive bins of small
 // planes have loops of their own; every other bin reduction runs the general kernels.
@@ -47,6 +48,8 @@ PoolKernels<T> make_kernels() {
   k.avg_backward = &avg_pool_backward_impl<T>;
   k.bin_forward = &bin_forward_impl<T>;
   k.bin_backward = &bin_backward_impl<T>;
+  k.line_forward = &lines::forward<T>;
+  k.line_backward = &lines::backward<T>;
   return k;
 }
 

@@ -1,0 +1,264 @@
+// Running maxima along lines (the rows or columns of 2-D planes): CornerNet's
+// directional pools and CenterNet's whole-line maxima, forward and backward,
+// written once over a vector type.
+//
+// A work unit is a set of lanes that scan the same positions. Lanes adjacent in
+// memory (a channels_first plane scanned along H: the columns of a row; a
+// channels_last plane: the W*C elements of a row, or the C of a pixel) are scanned
+// in place. The rows of a channels_first plane scanned along W go, N rows at a
+// time, through a position-major copy made by N x N block transposes, and are
+// then scanned by the same loop.
+//
+// The backward keeps no index per output: along a line scanned from its far edge,
+// position r supplies the maximum of every position from r back to the previous
+// "record" (an element strictly greater than everything farther out). So one pass
+// from the far edge marks the records, and one pass back from the near edge sums
+// the gradient since the last record into each record: every element of grad_x
+// is written once, in order.
+// Included inside an ISA namespace after common-inl.hpp and bins-inl.hpp.
+
+namespace lines {
+
+// Flags of a backward unit (one per position and lane) fit this.
+constexpr std::size_t kFlagBytes = std::size_t(64) << 10;
+// Lanes of a forward unit scanned in place: the running maxima stay in L1.
+constexpr index_t kForwardLanes = 2048;
+
+template <class T>
+inline Vec<T> load_lanes(const T* p, index_t n) {
+  return n == Vec<T>::N ? Vec<T>::load(p) : Vec<T>::load_n(p, n);
+}
+template <class T>
+inline void store_lanes(T* p, Vec<T> v, index_t n) {
+  if (n == Vec<T>::N) Vec<T>::store(p, v); else Vec<T>::store_n(p, v, n);
+}
+
+// How a problem splits into units: groups of lanes that share an element layout,
+// cut into units of at most `unit_lanes` lanes.
+struct Plan {
+  index_t L = 1;             // positions along a line
+  index_t step = 1;          // element distance between consecutive positions
+  index_t lane_stride = 1;   // 1: lanes adjacent (in place); W: rows of a plane
+  index_t groups = 1, group_lanes = 1, group_stride = 0;
+  index_t unit_lanes = 1, per_group = 1;
+
+  Plan(const LineProblem& lp, index_t N, index_t lanes_in_place) {
+    const index_t H = lp.height, W = lp.width, C = lp.channels, planes = lp.batch * C;
+    L = lp.length();
+    if (!lp.channels_last) {
+      groups = planes;
+      group_stride = H * W;
+      if (lp.axis == 0) {  // columns of a plane: the lanes are a row's W elements
+        step = W;
+        group_lanes = W;
+      } else {  // rows of a plane: N rows at a time, transposed
+        step = 1;
+        lane_stride = W;
+        group_lanes = H;
+      }
+    } else if (lp.axis == 0) {  // columns: a row's W*C elements are the lanes
+      groups = lp.batch;
+      group_stride = H * W * C;
+      step = W * C;
+      group_lanes = W * C;
+    } else {  // rows: a pixel's C elements are the lanes
+      groups = lp.batch * H;
+      group_stride = W * C;
+      step = C;
+      group_lanes = C;
+    }
+    unit_lanes = lane_stride == 1 ? imin(group_lanes, imax(N, lanes_in_place / N * N)) : N;
+    per_group = (group_lanes + unit_lanes - 1) / unit_lanes;
+  }
+  index_t units() const { return groups * per_group; }
+  bool in_place() const { return lane_stride == 1; }
+  // First element and lane count of unit u.
+  void unit(index_t u, index_t& base, index_t& lanes) const {
+    const index_t g = u / per_group, l0 = (u % per_group) * unit_lanes;
+    base = g * group_stride + l0 * lane_stride;
+    lanes = imin(unit_lanes, group_lanes - l0);
+  }
+};
+
+// Rows [0, lanes) of a plane (row r, column q at src + r*ls + q) into a
+// position-major buffer (position q, lane r at dst + q*N + r), L positions;
+// lanes past `lanes` are zero.
+template <class T>
+void stage_in(const T* src, index_t ls, index_t lanes, index_t L, T* dst) {
+  using V = Vec<T>;
+  index_t q = 0;
+  if (lanes == V::N)
+    for (; q + V::N <= L; q += V::N) V::transpose_block(src + q, ls, dst + q * V::N, V::N);
+  for (; q < L; ++q)
+    for (index_t r = 0; r < V::N; ++r) dst[q * V::N + r] = r < lanes ? src[r * ls + q] : T(0);
+}
+
+// The inverse of stage_in for the first `lanes` lanes.
+template <class T>
+void stage_out(const T* src, index_t lanes, index_t L, T* dst, index_t ls) {
+  using V = Vec<T>;
+  index_t q = 0;
+  if (lanes == V::N)
+    for (; q + V::N <= L; q += V::N) V::transpose_block(src + q * V::N, V::N, dst + q, ls);
+  for (; q < L; ++q)
+    for (index_t r = 0; r < lanes; ++r) dst[r * ls + q] = src[q * V::N + r];
+}
+
+// Position of the k-th element in scan order: from the far edge of the maxima
+// (a whole line is scanned from its end).
+inline index_t scan_pos(LineScan s, index_t L, index_t k) { return s == LineScan::from_start ? k : L - 1 - k; }
+
+template <class T>
+inline Vec<T> plus(Vec<T> v, const T* add, index_t n) {
+  return add ? bins::canonical_nan(Vec<T>::add(v, load_lanes(add, n))) : v;
+}
+
+// y = maxima of x + add over `lanes` adjacent lanes, positions `step` apart.
+// run: scratch of lanes (rounded up to N) elements.
+template <class T>
+void forward_lanes(const T* x, const T* add, T* y, index_t L, index_t step, index_t lanes, LineScan s, T* run) {
+  using V = Vec<T>;
+  const bool whole = s == LineScan::whole;
+  for (index_t k = 0; k < L; ++k) {
+    const index_t off = scan_pos(s, L, k) * step;
+    for (index_t i = 0; i < lanes; i += V::N) {
+      const index_t n = imin(V::N, lanes - i);
+      V v = load_lanes(x + off + i, n);
+      if (k) v = V::max_nan(V::load(run + i), v);
+      V::store(run + i, v);
+      if (!whole) store_lanes(y + off + i, plus(v, add ? add + off + i : nullptr, n), n);
+    }
+  }
+  if (whole)
+    for (index_t q = 0; q < L; ++q)
+      for (index_t i = 0; i < lanes; i += V::N) {
+        const index_t n = imin(V::N, lanes - i);
+        store_lanes(y + q * step + i, plus(V::load(run + i), add ? add + q * step + i : nullptr, n), n);
+      }
+}
+
+// grad_x of forward_lanes. Scratch: run and acc of lanes (rounded up to N)
+// elements, flag of L times that.
+template <class T>
+void backward_lanes(const T* gy, const T* x, const T* add, T* gx, index_t L, index_t step, index_t lanes,
+                    LineScan s, T* run, T* acc, T* flag) {
+  using V = Vec<T>;
+  const bool whole = s == LineScan::whole;
+  const index_t lp = (lanes + V::N - 1) / V::N * V::N;
+  const V one = V::set1(T(1)), zero = V::zero();
+  // From the far edge: which positions are records (NaN beats every number; the
+  // first NaN found stays the maximum). A whole line also sums its gradient.
+  for (index_t k = 0; k < L; ++k) {
+    const index_t off = scan_pos(s, L, k) * step;
+    for (index_t i = 0; i < lanes; i += V::N) {
+      const index_t n = imin(V::N, lanes - i);
+      const V v = load_lanes(x + off + i, n);
+      V rec = one;
+      if (k) {
+        const V r = V::load(run + i);
+        const typename V::M m = V::m_or(V::gt(v, r), V::m_and(V::is_nan(v), V::m_not(V::is_nan(r))));
+        V::store(run + i, V::select(m, v, r));
+        rec = V::select(m, one, zero);
+      } else {
+        V::store(run + i, v);
+      }
+      V::store(flag + k * lp + i, rec);
+      if (whole) {
+        const V g = load_lanes(gy + off + i, n);
+        V::store(acc + i, k ? V::add(V::load(acc + i), g) : g);
+      }
+    }
+  }
+  if (whole)  // the first record from the start takes the whole sum (run: taken yet)
+    for (index_t i = 0; i < lp; i += V::N) V::store(run + i, zero);
+  else
+    for (index_t i = 0; i < lp; i += V::N) V::store(acc + i, zero);
+  // Back from the near edge: a record takes the gradient summed since the last one.
+  for (index_t k = L - 1; k >= 0; --k) {
+    const index_t off = scan_pos(s, L, k) * step;
+    for (index_t i = 0; i < lanes; i += V::N) {
+      const index_t n = imin(V::N, lanes - i);
+      const typename V::M rec = V::eq(V::load(flag + k * lp + i), one);
+      V out;
+      if (whole) {
+        const V taken = V::load(run + i);
+        const typename V::M hit = V::m_and(rec, V::m_not(V::eq(taken, one)));
+        out = V::select(hit, V::load(acc + i), zero);
+        V::store(run + i, V::select(hit, one, taken));
+      } else {
+        const V a = V::add(V::load(acc + i), load_lanes(gy + off + i, n));
+        out = V::select(rec, a, zero);
+        V::store(acc + i, V::select(rec, zero, a));
+      }
+      out = bins::canonical_nan(out);
+      store_lanes(gx + off + i, plus(out, add ? add + off + i : nullptr, n), n);
+    }
+  }
+}
+
+template <class T>
+void forward(const T* x, const T* add, T* y, const LineProblem& lp, int threads) {
+  using V = Vec<T>;
+  const Plan pl(lp, V::N, kForwardLanes);
+  const index_t L = pl.L;
+  int ok = 1;
+  parallel_for(pl.units(), threads, lp.size(), [&](index_t u0, index_t u1) {
+    const index_t staged = pl.in_place() ? 0 : L * V::N;
+    Scratch mem(Scratch::bytes<T>(pl.unit_lanes + V::N) + 3 * Scratch::bytes<T>(staged));
+    if (!mem.ok()) return report_failure(ok);
+    T* run = mem.take<T>(pl.unit_lanes + V::N);
+    T* bx = mem.take<T>(staged);
+    T* ba = mem.take<T>(staged);
+    T* by = mem.take<T>(staged);
+    for (index_t u = u0; u < u1; ++u) {
+      index_t base, lanes;
+      pl.unit(u, base, lanes);
+      if (pl.in_place()) {
+        forward_lanes(x + base, add ? add + base : nullptr, y + base, L, pl.step, lanes, lp.scan, run);
+        continue;
+      }
+      stage_in(x + base, pl.lane_stride, lanes, L, bx);
+      if (add) stage_in(add + base, pl.lane_stride, lanes, L, ba);
+      forward_lanes(bx, add ? ba : nullptr, by, L, index_t(V::N), index_t(V::N), lp.scan, run);
+      stage_out(by, lanes, L, y + base, pl.lane_stride);
+    }
+  });
+  if (!ok) throw std::bad_alloc();
+}
+
+template <class T>
+void backward(const T* gy, const T* x, const T* add, T* gx, const LineProblem& lp, int threads) {
+  using V = Vec<T>;
+  const Plan pl(lp, V::N, index_t(kFlagBytes / sizeof(T)) / imax(lp.length(), 1));
+  const index_t L = pl.L, lanes_p = (pl.unit_lanes + V::N - 1) / V::N * V::N;
+  int ok = 1;
+  parallel_for(pl.units(), threads, 2 * lp.size(), [&](index_t u0, index_t u1) {
+    const index_t staged = pl.in_place() ? 0 : L * V::N;
+    Scratch mem(2 * Scratch::bytes<T>(lanes_p) + Scratch::bytes<T>(L * lanes_p) + 4 * Scratch::bytes<T>(staged));
+    if (!mem.ok()) return report_failure(ok);
+    T* run = mem.take<T>(lanes_p);
+    T* acc = mem.take<T>(lanes_p);
+    T* flag = mem.take<T>(L * lanes_p);
+    T* bx = mem.take<T>(staged);
+    T* bg = mem.take<T>(staged);
+    T* ba = mem.take<T>(staged);
+    T* bo = mem.take<T>(staged);
+    for (index_t u = u0; u < u1; ++u) {
+      index_t base, lanes;
+      pl.unit(u, base, lanes);
+      if (pl.in_place()) {
+        backward_lanes(gy + base, x + base, add ? add + base : nullptr, gx + base, L, pl.step, lanes, lp.scan, run,
+                       acc, flag);
+        continue;
+      }
+      stage_in(x + base, pl.lane_stride, lanes, L, bx);
+      stage_in(gy + base, pl.lane_stride, lanes, L, bg);
+      if (add) stage_in(add + base, pl.lane_stride, lanes, L, ba);
+      backward_lanes(bg, bx, add ? ba : nullptr, bo, L, index_t(V::N), index_t(V::N), lp.scan, run, acc, flag);
+      stage_out(bo, lanes, L, gx + base, pl.lane_stride);
+    }
+  });
+  if (!ok) throw std::bad_alloc();
+}
+
+}  // namespace lines
