@@ -810,3 +810,212 @@ def strip_pool_backward(grad_h: np.ndarray, grad_w: np.ndarray, x: np.ndarray, m
     else:
         raise ValueError(mode)
     return total.astype(x.dtype)
+
+
+# ============================================================================ issue: corner pooling
+# Corner, center and cascade corner pooling (CornerNet, CenterNet), written from the
+# definitions alone. 2-D planes; every function brings its arrays to (N, C, H, W) first.
+#
+# A directional pool is a cumulative max along one spatial axis, scanned from the far
+# edge towards the output position:
+#
+#   top     y[i, j] = max over r >= i of x[r, j]   scan r = H-1, H-2, ..., 0
+#   bottom  y[i, j] = max over r <= i of x[r, j]   scan r = 0, 1, ..., H-1
+#   left    y[i, j] = max over c >= j of x[i, c]   scan c = W-1, W-2, ..., 0
+#   right   y[i, j] = max over c <= j of x[i, c]   scan c = 0, 1, ..., W-1
+#
+# The scan keeps the element found first with a strict >, a NaN beating every number
+# and the first NaN found beating later NaNs (CornerNet's tie rule), and records where it
+# is: y is that element (so also its sign of zero) and the backward routes the gradient
+# of y[i, j] there. Forward sums are one addition in the input's dtype, as the kernels do
+# them; gradients are accumulated in float64 and cast to the input's dtype once.
+
+DIRECTIONS = ("top", "bottom", "left", "right")
+CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+
+# direction: (axis of (N, C, H, W) it scans, scans from the end of the axis)
+_SCANS = {"top": (2, True), "bottom": (2, False), "left": (3, True), "right": (3, False)}
+
+
+def _split_corner(corner: str) -> Tuple[str, str]:
+    """(vertical, horizontal) directions of a corner name."""
+    if corner not in CORNERS:
+        raise ValueError(f"corner must be one of {CORNERS}, got {corner!r}")
+    v, h = corner.split("_")
+    return v, h
+
+
+def _to_nchw(x: np.ndarray, layout: str) -> Tuple[np.ndarray, bool]:
+    x = np.asarray(x)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"x must have 3 or 4 dims, got {x.ndim}")
+    return _to_ncs(x, 2, layout)
+
+
+def directional_scan(xc: np.ndarray, direction: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(y, src) for xc of shape (N, C, H, W): y the directional pool, src (int64) the
+    position along the scanned axis of the element each y came from."""
+    axis, from_end = _SCANS[direction]
+    v = np.moveaxis(xc, axis, -1)
+    length = v.shape[-1]
+    best = np.empty(v.shape, v.dtype)
+    src = np.empty(v.shape, np.int64)
+    order = range(length - 1, -1, -1) if from_end else range(length)
+    cur = cur_src = None
+    for p in order:
+        val = v[..., p]
+        if cur is None:
+            cur, cur_src = val.copy(), np.full(val.shape, p, np.int64)
+        else:
+            take = (val > cur) | (np.isnan(val) & ~np.isnan(cur))
+            cur = np.where(take, val, cur)
+            cur_src = np.where(take, p, cur_src)
+        best[..., p] = cur
+        src[..., p] = cur_src
+    return np.moveaxis(best, -1, axis), np.moveaxis(src, -1, axis)
+
+
+def _route(gc: np.ndarray, src: np.ndarray, axis: int) -> np.ndarray:
+    """float64 gradient: out[.., src[.., p, ..], ..] += gc[.., p, ..] along ``axis``."""
+    g = np.moveaxis(np.asarray(gc, dtype=np.float64), axis, -1)
+    s = np.moveaxis(src, axis, -1)
+    flat_g = g.reshape(-1, g.shape[-1])
+    flat_s = s.reshape(-1, s.shape[-1])
+    out = np.zeros(flat_g.shape, np.float64)
+    np.add.at(out, (np.arange(flat_g.shape[0])[:, None], flat_s), flat_g)
+    return np.moveaxis(out.reshape(g.shape), -1, axis)
+
+
+def _dir_backward(gc: np.ndarray, xc: np.ndarray, direction: str) -> np.ndarray:
+    """float64 (N, C, H, W) gradient of one directional pool of xc."""
+    _, src = directional_scan(xc, direction)
+    return _route(gc, src, _SCANS[direction][0])
+
+
+def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a + b in their dtype (inf + -inf is NaN, as in the kernels)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return a + b
+
+
+def corner_pool(x: np.ndarray, direction: str, x2: Optional[np.ndarray] = None,
+                layout: str = "channels_first") -> np.ndarray:
+    """Reference directional / corner pooling: one direction of x, or for a corner
+    "<v>_<h>" v(x) + h(x2) (x2 defaults to x)."""
+    x = np.asarray(x)
+    xc, batched = _to_nchw(x, layout)
+    if direction in DIRECTIONS:
+        if x2 is not None:
+            raise ValueError("x2 is only allowed for a corner")
+        return _from_ncs(directional_scan(xc, direction)[0], batched, layout)
+    v, h = _split_corner(direction)
+    x2c = xc if x2 is None else _to_nchw(np.asarray(x2), layout)[0]
+    y = _add(directional_scan(xc, v)[0], directional_scan(x2c, h)[0])
+    return _from_ncs(y, batched, layout)
+
+
+def corner_pool_backward(grad_output: np.ndarray, x: np.ndarray, direction: str,
+                         x2: Optional[np.ndarray] = None, layout: str = "channels_first"):
+    """Reference backward: grad_x, or (grad_x, grad_x2) when x2 is given. A corner
+    without x2 gives grad_x = v_backward + h_backward."""
+    x = np.asarray(x)
+    xc, batched = _to_nchw(x, layout)
+    gc, _ = _to_nchw(np.asarray(grad_output), layout)
+    out = lambda a: _from_ncs(a.astype(x.dtype), batched, layout)  # noqa: E731
+    if direction in DIRECTIONS:
+        return out(_dir_backward(gc, xc, direction))
+    v, h = _split_corner(direction)
+    gv = _dir_backward(gc, xc, v)
+    if x2 is None:
+        return out(gv + _dir_backward(gc, xc, h))
+    x2c = _to_nchw(np.asarray(x2), layout)[0]
+    return out(gv), out(_dir_backward(gc, x2c, h))
+
+
+def _column_row_max(xc: np.ndarray, x2c: np.ndarray):
+    """((col max (N, C, 1, W), its row), (row max (N, C, H, 1), its column)): the LAST
+    position holding the maximum (or the last NaN), as a full top / left scan gives."""
+    col, col_src = directional_scan(xc, "top")
+    row, row_src = directional_scan(x2c, "left")
+    return (col[:, :, :1, :], col_src[:, :, :1, :]), (row[:, :, :, :1], row_src[:, :, :, :1])
+
+
+def center_pool(x: np.ndarray, x2: Optional[np.ndarray] = None, layout: str = "channels_first") -> np.ndarray:
+    """Reference center pooling: y[i, j] = max_r x[r, j] + max_c x2[i, c]."""
+    x = np.asarray(x)
+    xc, batched = _to_nchw(x, layout)
+    x2c = xc if x2 is None else _to_nchw(np.asarray(x2), layout)[0]
+    (col, _), (row, _) = _column_row_max(xc, x2c)
+    y = _add(np.broadcast_to(col, xc.shape), np.broadcast_to(row, xc.shape))
+    return _from_ncs(y, batched, layout)
+
+
+def center_pool_backward(grad_output: np.ndarray, x: np.ndarray, x2: Optional[np.ndarray] = None,
+                         layout: str = "channels_first"):
+    """Reference center backward: sum_i g[i, j] to the last row holding column j's max of
+    x; sum_j g[i, j] to the last column holding row i's max of x2."""
+    x = np.asarray(x)
+    xc, batched = _to_nchw(x, layout)
+    x2c = xc if x2 is None else _to_nchw(np.asarray(x2), layout)[0]
+    g = _to_nchw(np.asarray(grad_output), layout)[0].astype(np.float64)
+    (_, col_src), (_, row_src) = _column_row_max(xc, x2c)
+    gx = np.zeros(xc.shape, np.float64)
+    gx2 = np.zeros(xc.shape, np.float64)
+    n, c, hh, ww = xc.shape
+    col_g, row_g = g.sum(axis=2), g.sum(axis=3)  # (N, C, W), (N, C, H)
+    for r in range(hh):
+        gx[:, :, r, :] += np.where(col_src[:, :, 0, :] == r, col_g, 0.0)
+    for cc in range(ww):
+        gx2[:, :, :, cc] += np.where(row_src[:, :, :, 0] == cc, row_g, 0.0)
+    out = lambda a: _from_ncs(a.astype(x.dtype), batched, layout)  # noqa: E731
+    if x2 is None:
+        return out(gx + gx2)
+    return out(gx), out(gx2)
+
+
+def _pair(a: Any, name: str, layout: str) -> Tuple[Tuple[np.ndarray, np.ndarray], bool, bool]:
+    """((term 1, term 2) as (N, C, H, W), a pair was given, batched)."""
+    if isinstance(a, (tuple, list)):
+        if len(a) != 2:
+            raise ValueError(f"{name} must be an array or a pair of arrays")
+        (a1, batched), (a2, _) = _to_nchw(np.asarray(a[0]), layout), _to_nchw(np.asarray(a[1]), layout)
+        return (a1, a2), True, batched
+    a1, batched = _to_nchw(np.asarray(a), layout)
+    return (a1, a1), False, batched
+
+
+def _cascade_terms(bc, ic, corner):
+    """The intermediates of a cascade corner: s1 = inner1 + h(boundary1), s2 = inner2 + v(boundary2)."""
+    v, h = _split_corner(corner)
+    s1 = _add(ic[0], directional_scan(bc[0], h)[0])
+    s2 = _add(ic[1], directional_scan(bc[1], v)[0])
+    return v, h, s1, s2
+
+
+def cascade_corner_pool(boundary: Any, inner: Any, corner: str = "top_left",
+                        layout: str = "channels_first") -> np.ndarray:
+    """Reference cascade corner pooling: v(inner1 + h(boundary1)) + h(inner2 + v(boundary2))."""
+    bc, _, batched = _pair(boundary, "boundary", layout)
+    ic, _, _ = _pair(inner, "inner", layout)
+    v, h, s1, s2 = _cascade_terms(bc, ic, corner)
+    y = _add(directional_scan(s1, v)[0], directional_scan(s2, h)[0])
+    return _from_ncs(y, batched, layout)
+
+
+def cascade_corner_pool_backward(grad_output: np.ndarray, boundary: Any, inner: Any, corner: str = "top_left",
+                                 layout: str = "channels_first"):
+    """Reference cascade backward: (grad_boundary, grad_inner), each an array (both terms'
+    gradients summed) or a pair, as the argument was given."""
+    bc, b_pair, batched = _pair(boundary, "boundary", layout)
+    ic, i_pair, _ = _pair(inner, "inner", layout)
+    dtype = bc[0].dtype
+    g = _to_nchw(np.asarray(grad_output), layout)[0]
+    v, h, s1, s2 = _cascade_terms(bc, ic, corner)
+    g_s1 = _dir_backward(g, s1, v)  # = grad of inner1
+    g_s2 = _dir_backward(g, s2, h)  # = grad of inner2
+    g_b1 = _dir_backward(g_s1, bc[0], h)
+    g_b2 = _dir_backward(g_s2, bc[1], v)
+    out = lambda a: _from_ncs(a.astype(dtype), batched, layout)  # noqa: E731
+    gb = (out(g_b1), out(g_b2)) if b_pair else out(g_b1 + g_b2)
+    gi = (out(g_s1), out(g_s2)) if i_pair else out(g_s1 + g_s2)
+    return gb, gi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import os
 import subprocess
 import sys
@@ -211,8 +212,10 @@ def test_unknown_environment_value_is_an_error_message_not_a_crash(tmp_path):
 # ---------------------------------------------------------------------- docstrings
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(fastpool.pooling, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
+@pytest.mark.parametrize("module", ["pooling", "corner_pool"])
+def test_docstring_examples_run(module):
+    mod = importlib.import_module("fastpool." + module)
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.attempted >= 4, "the public functions should carry runnable examples"
     assert result.failed == 0
 

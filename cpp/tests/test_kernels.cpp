@@ -1,5 +1,6 @@
 // Every compiled SIMD path against the scalar path, bitwise, on random geometries,
-// both layouts, both dtypes, forward and backward. Runs on its own (no Python), so
+// both layouts, both dtypes, forward and backward (windowed max / avg pooling and
+// the line maxima of corner and center pooling). Runs on its own (no Python), so
 // the NEON path can be checked under qemu-aarch64.
 #include <cmath>
 #include <cstdint>
@@ -95,6 +96,53 @@ void check_isa(Isa isa, const PoolGeometry& g, std::mt19937_64& rng, int case_id
   }
 }
 
+// Line maxima: every axis and scan, with and without an added array (also added in
+// place), forward and backward.
+template <class T>
+void check_lines_isa(Isa isa, std::mt19937_64& rng, int case_id) {
+  auto pick = [&](int lo, int hi) { return int(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+  LineProblem lp;
+  lp.batch = pick(1, 2);
+  lp.channels = pick(1, 40);
+  lp.height = pick(1, 40);
+  lp.width = pick(1, 40);
+  lp.channels_last = pick(0, 1) == 1;
+  const PoolKernels<T>& ref = kernels_of<T>(kernel_table(Isa::scalar));
+  const PoolKernels<T>& k = kernels_of<T>(kernel_table(isa));
+  std::normal_distribution<double> nd;
+  const std::size_t n = std::size_t(lp.size());
+  std::vector<T> x(n), add(n), gy(n);
+  for (auto& v : x) v = T(std::round(nd(rng) * 2) / 2);  // many ties
+  for (auto& v : add) v = T(nd(rng));
+  for (auto& v : gy) v = T(nd(rng));
+  if (n > 3) x[n / 3] = T(NAN);
+  if (n > 7) x[n / 7] = T(NAN);
+  const int threads = 1 + case_id % 3;
+  for (int axis = 0; axis < 2; ++axis)
+    for (int s = 0; s < 3; ++s) {
+      lp.axis = axis;
+      lp.scan = static_cast<LineScan>(s);
+      auto report = [&](const char* what) {
+        ++failures;
+        std::printf("FAIL %s %s %s axis %d scan %d case %d\n", isa_name(isa), sizeof(T) == 4 ? "f32" : "f64", what,
+                    axis, s, case_id);
+      };
+      for (int with_add = 0; with_add < 3; ++with_add) {  // none, another array, in place
+        std::vector<T> r0 = add, r1 = add;
+        const T* a0 = with_add == 1 ? add.data() : with_add == 2 ? r0.data() : nullptr;
+        const T* a1 = with_add == 1 ? add.data() : with_add == 2 ? r1.data() : nullptr;
+        ref.line_forward(x.data(), a0, r0.data(), lp, 1);
+        k.line_forward(x.data(), a1, r1.data(), lp, threads);
+        if (!same_bits(r0, r1)) report("line_forward");
+        r0 = add;
+        r1 = add;
+        ref.line_backward(gy.data(), x.data(), a0, r0.data(), lp, 1);
+        k.line_backward(gy.data(), x.data(), a1, r1.data(), lp, threads);
+        if (!same_bits(r0, r1)) report("line_backward");
+      }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -107,6 +155,8 @@ int main(int argc, char** argv) {
     for (Isa isa : available_isas()) {
       check_isa<float>(isa, g, rng, c);
       check_isa<double>(isa, g, rng, c);
+      check_lines_isa<float>(isa, rng, c);
+      check_lines_isa<double>(isa, rng, c);
     }
     ++run;
   }

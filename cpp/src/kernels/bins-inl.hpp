@@ -207,7 +207,7 @@ inline index_t bin_rows(const BinAxis* ax, index_t H, index_t od, index_t oh, in
 // (od, oh, ow) of lane l is at off[l] + bin offset.
 template <class T>
 struct LaneOffsets {
-  index_t off[16];
+  index_t off[16] = {};  // zeroed: a compiler cannot see that lanes >= 1
   index_t block_step;
   bool contiguous;  // lanes adjacent in the output: one vector store
 
