@@ -79,6 +79,21 @@ void backward(const py::array& gy, const py::array& x, std::optional<py::array> 
                                 cptr<double>(add), static_cast<double*>(gx.mutable_data()), lp, threads);
 }
 
+void center_forward(const py::array& x, const py::array& x2, py::array& y, bool channels_last, int threads) {
+  const DType dt = dtype_of(x, "x");
+  const LineProblem lp = problem_of(x, 0, LineScan::whole, channels_last);
+  check_like(x, x, "x", false);
+  check_like(x, x2, "x2", false);
+  check_like(x, y, "out", true);
+  py::gil_scoped_release release;
+  if (dt == DType::f32)
+    fastpool::center_max_forward(static_cast<const float*>(x.data()), static_cast<const float*>(x2.data()),
+                                 static_cast<float*>(y.mutable_data()), lp, threads);
+  else
+    fastpool::center_max_forward(static_cast<const double*>(x.data()), static_cast<const double*>(x2.data()),
+                                 static_cast<double*>(y.mutable_data()), lp, threads);
+}
+
 }  // namespace
 
 void register_lines(py::module_& m) {
@@ -92,4 +107,6 @@ void register_lines(py::module_& m) {
   m.def("line_max_backward", &backward, py::arg("grad_output"), py::arg("x"), py::arg("add"), py::arg("out"),
         py::arg("axis"), py::arg("scan"), py::arg("channels_last"), py::arg("threads"),
         "out = grad_output routed to the maxima's positions + add (None, or out itself, or another array).");
+  m.def("center_max_forward", &center_forward, py::arg("x"), py::arg("x2"), py::arg("out"), py::arg("channels_last"),
+        py::arg("threads"), "out = the column maxima of x + the row maxima of x2 (x2 may be x), per plane.");
 }

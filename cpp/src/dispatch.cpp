@@ -238,6 +238,12 @@ void line_max_backward(const T* gy, const T* x, const T* add, T* gx, const LineP
   ops<T>().line_backward(gy, x, add, gx, lp, threads);
 }
 
+template <class T>
+void center_max_forward(const T* x, const T* x2, T* y, const LineProblem& lp, int threads) {
+  check_lines(lp);
+  ops<T>().center_forward(x, x2, y, lp, threads);
+}
+
 #define FASTPOOL_INSTANTIATE(T)                                                                 \
   template void max_pool_forward<T>(const T*, T*, std::int64_t*, const PoolGeometry&, int);     \
   template index_t max_pool_backward<T>(const T*, const T*, const std::int64_t*, T*,             \
@@ -249,7 +255,8 @@ void line_max_backward(const T* gy, const T* x, const T* add, T* gx, const LineP
   template index_t bin_backward<T>(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, \
                                    const BinLevel<T>*, int, T*, T*, int);                    \
   template void line_max_forward<T>(const T*, const T*, T*, const LineProblem&, int);             \
-  template void line_max_backward<T>(const T*, const T*, const T*, T*, const LineProblem&, int);
+  template void line_max_backward<T>(const T*, const T*, const T*, T*, const LineProblem&, int); \
+  template void center_max_forward<T>(const T*, const T*, T*, const LineProblem&, int);
 FASTPOOL_INSTANTIATE(float)
 FASTPOOL_INSTANTIATE(double)
 #undef FASTPOOL_INSTANTIATE

@@ -141,6 +141,22 @@ void check_lines_isa(Isa isa, std::mt19937_64& rng, int case_id) {
         if (!same_bits(r0, r1)) report("line_backward");
       }
     }
+  // Center pooling's forward: the two whole-line passes of the scalar path, in one.
+  for (int other = 0; other < 2; ++other) {
+    const T* x2 = other ? add.data() : x.data();
+    std::vector<T> r0(n), r1(n);
+    lp.axis = 0;
+    lp.scan = LineScan::whole;
+    ref.line_forward(x.data(), nullptr, r0.data(), lp, 1);
+    lp.axis = 1;
+    ref.line_forward(x2, r0.data(), r0.data(), lp, 1);
+    k.center_forward(x.data(), x2, r1.data(), lp, threads);
+    if (!same_bits(r0, r1)) {
+      ++failures;
+      std::printf("FAIL %s %s center_forward x2 %d case %d\n", isa_name(isa), sizeof(T) == 4 ? "f32" : "f64", other,
+                  case_id);
+    }
+  }
 }
 
 }  // namespace

@@ -60,7 +60,8 @@ def base_name(op: str) -> str:
 def exact_forward(op: str, kw: Dict[str, Any]) -> bool:
     """Whether the forward only selects input values (max), so must match bitwise."""
     name = base_name(op)
-    return "max_pool" in name or (name == "spatial_pyramid_pool" and kw.get("mode", "max") == "max")
+    return ("max_pool" in name or name in ("corner_pool", "center_pool")
+            or (name == "spatial_pyramid_pool" and kw.get("mode", "max") == "max"))
 
 
 def pool_call(module: Any, op: str, direction: str, x: np.ndarray, g: Optional[np.ndarray], layout: str,
@@ -81,7 +82,9 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
 
     Global pooling is adaptive pooling to 1 (torchvision's head), flattened to (N, C);
     GeM is clamp, pow, mean, pow with p a tensor that requires grad (cirtorch); SPP is
-    adaptive pooling to each level, flattened and concatenated."""
+    adaptive pooling to each level, flattened and concatenated; corner pooling is
+    flip, cummax, flip per direction (summed for a corner) and center pooling the
+    sum of the column and row maxima (``amax``)."""
     F, name = torch.nn.functional, base_name(op)
     if name in ("max_pool", "avg_pool"):
         fn = getattr(F, f"{name}{rank}d")
@@ -95,6 +98,17 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
     if name == "spatial_pyramid_pool":
         fn = getattr(F, f"adaptive_{kw.get('mode', 'max')}_pool{rank}d")
         return (lambda t: torch.cat([fn(t, lv).flatten(1) for lv in kw["levels"]], 1)), []
+    if name == "corner_pool":  # CornerNet's TopPool etc. as flip + cummax + flip
+        scans = {"top": (2, True), "bottom": (2, False), "left": (3, True), "right": (3, False)}
+        parts = [scans[d] for d in (kw["direction"].split("_") if "_" in kw["direction"] else [kw["direction"]])]
+
+        def running_max(t: Any, dim: int, reverse: bool) -> Any:
+            if reverse:
+                return t.flip(dim).cummax(dim).values.flip(dim)
+            return t.cummax(dim).values
+        return (lambda t: sum(running_max(t, dim, rev) for dim, rev in parts)), []
+    if name == "center_pool":
+        return (lambda t: t.amax(2, keepdim=True) + t.amax(3, keepdim=True)), []
     if name == "gem_pool":
         p = torch.tensor(np.asarray(kw.get("p", 3.0), dtype=np.float32), requires_grad=True)
         dims, eps = tuple(range(2, rank + 2)), kw.get("eps", 1e-6)

@@ -388,3 +388,83 @@ def gem_pool_backward(grad_output, x, p=3.0, eps=1e-6, layout="channels_first"):
     gp = (grad_output * y * (s_ln / (pn * s) - np.log(s / d) / pn ** 2)).astype(np.float64)
     gp = gp.sum(axis=0) if pn.ndim else gp.sum()
     return gx, np.asarray(gp, dtype=x.dtype)
+
+
+# --- corner and center pooling (CornerNet, CenterNet) ------------------------------
+
+_LINES = {"top": (0, True), "bottom": (0, False), "left": (1, True), "right": (1, False)}
+
+
+def _line_axis(ndim, layout, axis):
+    """The array axis of H (axis 0) or W (axis 1) of a (N, C, H, W) / (N, H, W, C) input."""
+    return ndim - (3 if layout == "channels_last" else 2) + axis
+
+
+def _corner_parts(direction):
+    if direction in _LINES:
+        return [direction]
+    v, h = direction.split("_")
+    return [v, h]
+
+
+def _scan(x, direction, layout):
+    """x seen in scan order of a direction: (view, axis)."""
+    axis, reverse = _LINES[direction]
+    ax = _line_axis(x.ndim, layout, axis)
+    return (np.flip(x, ax) if reverse else x), ax
+
+
+def corner_pool(x, direction, layout="channels_first"):
+    """Corner pooling: the running maximum from an edge (a sum of two for a corner);
+    see :func:`fastpool.corner_pool` (``x2`` is not in this baseline)."""
+    y = None
+    for d in _corner_parts(direction):
+        v, ax = _scan(x, d, layout)
+        part = _scan(np.maximum.accumulate(v, axis=ax), d, layout)[0]
+        y = part if y is None else y + part
+    return y
+
+
+def corner_pool_backward(grad_output, x, direction, layout="channels_first"):
+    """Gradient of :func:`corner_pool`: each gradient goes to the element that supplied
+    its maximum, among equal maxima the one scanned first (CornerNet's rule)."""
+    gx = np.zeros(x.shape, dtype=np.float64)
+    for d in _corner_parts(direction):
+        v, ax = _scan(x, d, layout)
+        g = np.ascontiguousarray(_scan(grad_output, d, layout)[0])
+        run = np.maximum.accumulate(v, axis=ax)
+        prev = np.concatenate([np.take(run, [0], axis=ax), np.take(run, range(v.shape[ax] - 1), axis=ax)], axis=ax)
+        k = np.arange(v.shape[ax]).reshape((-1,) + (1,) * (v.ndim - 1 - ax))
+        record = (v > prev) | (np.isnan(v) & ~np.isnan(prev)) | (k == 0)
+        source = np.maximum.accumulate(np.where(record, k, 0), axis=ax)
+        stride = int(np.prod(v.shape[ax + 1:]))
+        flat = np.arange(v.size).reshape(v.shape) + (source - k) * stride
+        part = np.bincount(flat.reshape(-1), weights=g.reshape(-1), minlength=v.size).reshape(v.shape)
+        gx += _scan(part, d, layout)[0]
+    return gx.astype(x.dtype)
+
+
+def center_pool(x, layout="channels_first"):
+    """Center pooling: the maximum of the whole column plus that of the whole row
+    through each position; see :func:`fastpool.center_pool`."""
+    h, w = _line_axis(x.ndim, layout, 0), _line_axis(x.ndim, layout, 1)
+    return x.max(axis=h, keepdims=True) + x.max(axis=w, keepdims=True)
+
+
+def center_pool_backward(grad_output, x, layout="channels_first"):
+    """Gradient of :func:`center_pool`: a line's summed gradient goes to its last
+    maximum (a NaN: the last NaN), where CenterNet's ``bottom(top(.))`` routes it."""
+    gx = np.zeros(x.shape, dtype=x.dtype)
+    for axis in (0, 1):
+        ax = _line_axis(x.ndim, layout, axis)
+        rev, n = np.flip(x, ax), x.shape[ax]
+        nan = np.isnan(rev)
+        last = np.where(nan.any(axis=ax, keepdims=True), np.argmax(nan, axis=ax, keepdims=True),
+                        np.argmax(rev, axis=ax, keepdims=True))
+        last = n - 1 - last
+        total = np.take_along_axis(gx, last, ax) + grad_output.sum(axis=ax, keepdims=True)
+        np.put_along_axis(gx, last, total, ax)
+    return gx
+
+
+__all__ += ["corner_pool", "corner_pool_backward", "center_pool", "center_pool_backward"]

@@ -244,7 +244,8 @@ def center_pool(
     column plus the maximum of its row.
 
     ``y[i, j] = max_r x[r, j] + max_c x2[i, c]`` (``x2`` defaults to ``x``), the same as
-    CenterNet's ``bottom(top(x)) + right(left(x2))`` in two passes over the input.
+    CenterNet's ``bottom(top(x)) + right(left(x2))``, in one read of the input and one
+    write of ``y`` (the line maxima go to small buffers first).
     Shapes as :func:`corner_pool`.
 
     Examples
@@ -260,7 +261,11 @@ def center_pool(
     x = planes.first
     if x2 is not None:
         x2 = planes.check("x2", x2)
-    return _two_forward(planes, x, x2, [_COLUMN_MAX, _ROW_MAX], out)
+    (y,) = _outputs(planes, out, 1, [x, x2])
+    xk = planes.kernel(x)
+    _core.center_max_forward(xk, xk if x2 is None else planes.kernel(x2), y.reshape(planes.kernel_shape),
+                             planes.channels_last, get_num_threads())
+    return y
 
 
 def center_pool_backward(

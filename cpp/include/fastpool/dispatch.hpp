@@ -25,6 +25,7 @@ struct PoolKernels {
                           T*, int);
   void (*line_forward)(const T*, const T*, T*, const LineProblem&, int);
   void (*line_backward)(const T*, const T*, const T*, T*, const LineProblem&, int);
+  void (*center_forward)(const T*, const T*, T*, const LineProblem&, int);
 };
 
 // Element-wise vector math of each path, over arrays: the tests compare every path

@@ -61,4 +61,9 @@ template <class T>
 void line_max_backward(const T* grad_y, const T* x, const T* add, T* grad_x, const LineProblem& lp,
                        int threads);
 
+/// Center pooling's forward: y[i, j] = max over the column j of x + max over the row i
+/// of x2 in each plane (x2 may be x; lp.axis and lp.scan are not used); NaN propagates.
+template <class T>
+void center_max_forward(const T* x, const T* x2, T* y, const LineProblem& lp, int threads);
+
 }  // namespace fastpool

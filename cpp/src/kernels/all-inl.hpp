@@ -50,6 +50,7 @@ PoolKernels<T> make_kernels() {
   k.bin_backward = &bin_backward_impl<T>;
   k.line_forward = &lines::forward<T>;
   k.line_backward = &lines::backward<T>;
+  k.center_forward = &lines::center_forward<T>;
   return k;
 }
 

@@ -261,4 +261,138 @@ void backward(const T* gy, const T* x, const T* add, T* gx, const LineProblem& l
   if (!ok) throw std::bad_alloc();
 }
 
+// Center pooling's forward, y = (column maxima of x) + (row maxima of x2), in one
+// read of the inputs and one write of y: the maxima go to small buffers first,
+// instead of two full passes of whole-line maxima (each writing a plane).
+
+// The channel block of a channels_last sample keeps its maxima within this.
+constexpr std::size_t kCenterBytes = std::size_t(256) << 10;
+
+// Among equal maxima the last one wins (as the backward routes a whole line's
+// gradient to its last maximum), which only shows in the sign of a zero; NaN wins.
+template <class T>
+inline T later_max(T m, T v) { return m > v || m != m ? m : v; }
+template <class T>
+inline Vec<T> later_max(Vec<T> m, Vec<T> v) { return Vec<T>::max_nan(v, m); }
+
+// One channels_first plane (H x W, rows contiguous). col: W elements (rounded up to
+// N), row: H. Full vectors only, the last one overlapping: a maximum does not mind
+// seeing an element twice.
+template <class T>
+void center_plane(const T* x, const T* x2, T* y, index_t H, index_t W, T* col, T* row) {
+  using V = Vec<T>;
+  using S = Scalar<T>;
+  const bool vec = W >= V::N;
+  for (index_t i = 0; i < H; ++i) {
+    const T* xr = x + i * W;
+    const T* x2r = x2 + i * W;
+    if (!vec) {
+      T m = x2r[0];
+      for (index_t j = 0; j < W; ++j) {
+        col[j] = i ? later_max(col[j], xr[j]) : xr[j];
+        m = later_max(m, x2r[j]);
+      }
+      row[i] = m;
+      continue;
+    }
+    V acc = V::load(x2r);
+    for (index_t j = 0;; j += V::N) {
+      j = imin(j, W - V::N);
+      const V v = V::load(xr + j);
+      V::store(col + j, i ? later_max(V::load(col + j), v) : v);
+      acc = V::max_nan(acc, x2 == x ? v : V::load(x2r + j));
+      if (j == W - V::N) break;
+    }
+    alignas(64) T lanes[V::N];
+    V::store(lanes, acc);
+    T m = lanes[0];
+    for (index_t k = 1; k < V::N; ++k) m = later_max(m, lanes[k]);
+    if (m == T(0))  // the lanes do not know which zero came last
+      for (index_t j = W - 1;; --j)
+        if (x2r[j] == T(0)) {
+          m = x2r[j];
+          break;
+        }
+    row[i] = m;
+  }
+  for (index_t i = 0; i < H; ++i) {
+    T* yr = y + i * W;
+    if (!vec) {
+      for (index_t j = 0; j < W; ++j) S::store(yr + j, bins::canonical_nan(S::add(S::set1(col[j]), S::set1(row[i]))));
+      continue;
+    }
+    const V r = V::set1(row[i]);
+    for (index_t j = 0;; j += V::N) {
+      j = imin(j, W - V::N);
+      V::store(yr + j, bins::canonical_nan(V::add(V::load(col + j), r)));
+      if (j == W - V::N) break;
+    }
+  }
+}
+
+// Channels [0, lanes) of one channels_last sample (H x W pixels, C apart). col: W
+// times lp elements, row: H times lp, lp = lanes rounded up to N.
+template <class T>
+void center_pixels(const T* x, const T* x2, T* y, index_t H, index_t W, index_t C, index_t lanes, T* col, T* row) {
+  using V = Vec<T>;
+  const index_t lp = (lanes + V::N - 1) / V::N * V::N;
+  for (index_t i = 0; i < H; ++i)
+    for (index_t j = 0; j < W; ++j) {
+      const index_t off = (i * W + j) * C;
+      T* cj = col + j * lp;
+      T* ri = row + i * lp;
+      for (index_t c = 0; c < lanes; c += V::N) {
+        const index_t n = imin(V::N, lanes - c);
+        const V v = load_lanes(x + off + c, n);
+        V::store(cj + c, i ? later_max(V::load(cj + c), v) : v);
+        const V w = x2 == x ? v : load_lanes(x2 + off + c, n);
+        V::store(ri + c, j ? later_max(V::load(ri + c), w) : w);
+      }
+    }
+  for (index_t i = 0; i < H; ++i)
+    for (index_t j = 0; j < W; ++j) {
+      const index_t off = (i * W + j) * C;
+      for (index_t c = 0; c < lanes; c += V::N)
+        store_lanes(y + off + c, bins::canonical_nan(V::add(V::load(col + j * lp + c), V::load(row + i * lp + c))),
+                    imin(V::N, lanes - c));
+    }
+}
+
+// lp.axis and lp.scan are not used.
+template <class T>
+void center_forward(const T* x, const T* x2, T* y, const LineProblem& lp, int threads) {
+  using V = Vec<T>;
+  const index_t H = lp.height, W = lp.width, C = lp.channels;
+  // channels_last: samples cut into channel blocks, enough for every thread, each
+  // small enough that its maxima stay in L2.
+  index_t block = C;
+  if (lp.channels_last) {
+    const index_t want = imax(1, (2 * index_t(threads) + lp.batch - 1) / lp.batch);
+    const index_t cap = imax(V::N, index_t(kCenterBytes / sizeof(T)) / (H + W) / V::N * V::N);
+    block = imin(C, imax(V::N, ((C + want - 1) / want + V::N - 1) / V::N * V::N));
+    block = imin(block, cap);
+  }
+  const index_t per = (C + block - 1) / block;
+  const index_t units = lp.channels_last ? lp.batch * per : lp.batch * C;
+  const index_t bp = (block + V::N - 1) / V::N * V::N;
+  const index_t col_n = lp.channels_last ? W * bp : W + V::N, row_n = lp.channels_last ? H * bp : H;
+  int ok = 1;
+  parallel_for(units, threads, lp.size(), [&](index_t u0, index_t u1) {
+    Scratch mem(Scratch::bytes<T>(col_n) + Scratch::bytes<T>(row_n));
+    if (!mem.ok()) return report_failure(ok);
+    T* col = mem.take<T>(col_n);
+    T* row = mem.take<T>(row_n);
+    for (index_t u = u0; u < u1; ++u) {
+      if (!lp.channels_last) {
+        const index_t base = u * H * W;
+        center_plane(x + base, x2 + base, y + base, H, W, col, row);
+        continue;
+      }
+      const index_t c0 = (u % per) * block, base = (u / per) * H * W * C + c0;
+      center_pixels(x + base, x2 + base, y + base, H, W, C, imin(block, C - c0), col, row);
+    }
+  });
+  if (!ok) throw std::bad_alloc();
+}
+
 }  // namespace lines
