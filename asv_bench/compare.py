@@ -14,7 +14,8 @@ them alike; the medians are reported. Contenders:
   ``torch.set_num_threads``). Where torch has no single op it is composed
   (:func:`fastpool._benchutil.torch_forward`): global pooling is adaptive pooling to
   1, GeM is clamp, pow, mean, pow with a learnable p (its backward computes grad_p
-  too, as fastpool's), SPP is adaptive_max_pool2d per level, concatenated;
+  too, as fastpool's), SPP is adaptive_max_pool2d per level, concatenated, corner
+  pooling is flip + cummax + flip per direction and center pooling two ``amax``;
 * ONNX Runtime (forward only; needs ``onnx`` to build the model; channels_last is
   NCHW pooling between two Transpose nodes, which ORT's layout optimizer may remove)
   and JAX (``lax.reduce_window`` under ``jit``, global pooling as a mean / max over
@@ -68,6 +69,9 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
     ("gem_pool", (32, 256, 13, 13), dict(p=3.0)),
     ("spatial_pyramid_pool", (32, 256, 13, 13), dict(levels=(1, 2, 4))),
     ("spatial_pyramid_pool", (64, 2048, 7, 7), dict(levels=(1, 2, 4))),
+    # CornerNet's top-left corner pool and CenterNet's center pool on 128x128 maps.
+    ("corner_pool", (4, 128, 128, 128), dict(direction="top_left")),
+    ("center_pool", (4, 128, 128, 128), {}),
 ]
 # ResNet-50 stem, 1D max pool, 3x3/1 average pool, GeM and SPP on AlexNet's last map
 QUICK_CASES = (0, 3, 5, 11, 12)
@@ -238,8 +242,9 @@ class Copier:
 def case_label(op: str, shape: Tuple[int, ...], kw: Dict[str, Any]) -> str:
     label = f"{op} ({','.join(map(str, shape))})"
     if "kernel_size" not in kw:  # e.g. "p=3", "levels=1,2,4"
-        return " ".join([label] + [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else f'{v:g}'}"
-                                   for k, v in kw.items()])
+        def fmt(v: Any) -> str:
+            return ",".join(map(str, v)) if isinstance(v, tuple) else v if isinstance(v, str) else f"{v:g}"
+        return " ".join([label] + [f"{k}={fmt(v)}" for k, v in kw.items()])
     extra = "" if kw.get("count_include_pad", True) else " cip=F"
     return (f"{label} k{kw['kernel_size']} s{kw['stride']}"
             f"{' p%d' % kw['padding'] if kw['padding'] else ''}{extra}")
@@ -407,7 +412,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(table(records, peer_cols))
     print(f"\n'p x' = p's time / fastpool's time (> 1: fastpool faster); roof = fastpool GB/s / copy GB/s; "
           f"torch bwd times .backward() only; NumPy ratios of the 2-thread rows use its 1-thread time;\n"
-          f"f+b = fwd + bwd (sum of medians); torch GeM / SPP are composed of torch ops.\n"
+          f"f+b = fwd + bwd (sum of medians); torch GeM / SPP / corner / center pooling are composed of torch ops.\n"
           f"total {time.perf_counter() - t_start:.1f} s")
     other_load = load.report()
     if other_load:
