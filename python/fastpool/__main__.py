@@ -1,9 +1,9 @@
 """The main job: ``python -m fastpool [--threads N] [--quick] [--no-torch]``.
 
 Prints ``show_config()``, then for the pooling layers of AlexNet, VGG-16 and
-ResNet-50 and for the heads put on their last feature maps (global average, GeM,
-adaptive average to 6x6, spatial pyramid pooling; float32, both layouts, forward and
-backward) checks fastpool against the plain-NumPy baseline
+ResNet-50, for the heads put on their last feature maps (global average, GeM,
+adaptive average to 6x6, spatial pyramid pooling) and for CornerNet's corner and
+CenterNet's center pooling (float32, both layouts, forward and backward) checks fastpool against the plain-NumPy baseline
 (:mod:`fastpool._numpy_pool`) and times fastpool, NumPy and, if importable, PyTorch
 (``torch.nn.functional``, composed from torch ops where torch has no single op, see
 :func:`fastpool._benchutil.torch_forward`; backward through autograd, as many threads
@@ -49,6 +49,9 @@ CASES: List[Tuple[str, str, str, Tuple[int, ...], Dict[str, Any]]] = [
     # Heads on ResNet-50's last map: classification (global average), retrieval (GeM).
     ("resnet50", "global avgpool", "global_avg_pool", (32, 2048, 7, 7), {}),
     ("resnet50", "GeM p=3", "gem_pool", (32, 2048, 7, 7), dict(p=3.0)),
+    # Keypoint heads on a 128x128 map (a 511x511 image at stride 4).
+    ("cornernet", "top-left corner pool", "corner_pool", (2, 128, 128, 128), dict(direction="top_left")),
+    ("centernet", "center pool", "center_pool", (2, 128, 128, 128), {}),
 ]
 LAYOUTS = ("channels_first", "channels_last")
 DIRECTIONS = ("fwd", "bwd")
@@ -199,7 +202,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"NumPy: {numpy_runs} (the first is the checking run; no warm-up). Fresh outputs every call.")
     print("torch backward: autograd .backward() only (its forward runs untimed before each call).")
     print("torch global avgpool: adaptive_avg_pool2d(x, 1); GeM: clamp, pow, mean, pow with a learnable p\n"
-          "(its backward, as fastpool's, also gives grad_p); SPP: adaptive_max_pool2d per level, concatenated.")
+          "(its backward, as fastpool's, also gives grad_p); SPP: adaptive_max_pool2d per level, concatenated;\n"
+          "corner pool: flip, cummax, flip per direction, summed; center pool: amax over H + amax over W.")
     print("VGG-16's 224x224 and 112x112 layers use batch 8, every other layer batch 32.")
     print("vs X = X's time / fastpool's time (> 1: fastpool is faster).\n")
     print(fmt(headers))
