@@ -244,6 +244,18 @@ void center_max_forward(const T* x, const T* x2, T* y, const LineProblem& lp, in
   ops<T>().center_forward(x, x2, y, lp, threads);
 }
 
+template <class T>
+index_t max_unpool_forward(const T* x, const std::int64_t* idx, T* y, const UnpoolProblem& up, int threads) {
+  check_unpool(up);
+  return ops<T>().unpool_forward(x, idx, y, up, threads);
+}
+
+template <class T>
+index_t max_unpool_backward(const T* gy, const std::int64_t* idx, T* gx, const UnpoolProblem& up, int threads) {
+  check_unpool(up);
+  return ops<T>().unpool_backward(gy, idx, gx, up, threads);
+}
+
 #define FASTPOOL_INSTANTIATE(T)                                                                 \
   template void max_pool_forward<T>(const T*, T*, std::int64_t*, const PoolGeometry&, int);     \
   template index_t max_pool_backward<T>(const T*, const T*, const std::int64_t*, T*,             \
@@ -256,7 +268,9 @@ void center_max_forward(const T* x, const T* x2, T* y, const LineProblem& lp, in
                                    const BinLevel<T>*, int, T*, T*, int);                    \
   template void line_max_forward<T>(const T*, const T*, T*, const LineProblem&, int);             \
   template void line_max_backward<T>(const T*, const T*, const T*, T*, const LineProblem&, int); \
-  template void center_max_forward<T>(const T*, const T*, T*, const LineProblem&, int);
+  template void center_max_forward<T>(const T*, const T*, T*, const LineProblem&, int);          \
+  template index_t max_unpool_forward<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int); \
+  template index_t max_unpool_backward<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
 FASTPOOL_INSTANTIATE(float)
 FASTPOOL_INSTANTIATE(double)
 #undef FASTPOOL_INSTANTIATE

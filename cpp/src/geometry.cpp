@@ -2,6 +2,7 @@
 
 #include "fastpool/bins.hpp"
 #include "fastpool/lines.hpp"
+#include "fastpool/unpool.hpp"
 
 #include <limits>
 #include <stdexcept>
@@ -204,6 +205,31 @@ void check_lines(const LineProblem& lp) {
   if (lp.axis != 0 && lp.axis != 1) fail("line axis must be 0 (H) or 1 (W), got " + std::to_string(lp.axis));
   const int s = static_cast<int>(lp.scan);
   if (s < 0 || s > 2) fail("invalid line scan " + std::to_string(s));
+}
+
+// ------------------------------------------------------------------ unpooling
+
+void check_unpool(const UnpoolProblem& up) {
+  const index_t dims[4] = {up.batch, up.channels, up.in_size, up.out_size};
+  for (index_t d : dims)
+    if (d < 1 || d > kHuge) fail("unpooling sizes must be in [1, 2**40], got " + std::to_string(d));
+  checked_mul(checked_mul(up.batch, up.channels, "input size"), up.in_size, "input size");
+  checked_mul(checked_mul(up.batch, up.channels, "output size"), up.out_size, "output size");
+}
+
+index_t unpool_default_size(index_t in, index_t kernel, index_t stride, index_t padding) {
+  if (in < 1 || in > kHuge) fail("unpooling input size must be in [1, 2**40], got " + std::to_string(in));
+  if (kernel < 1 || kernel > kHuge) fail("kernel_size must be in [1, 2**40], got " + std::to_string(kernel));
+  if (stride < 1 || stride > kHuge) fail("stride must be in [1, 2**40], got " + std::to_string(stride));
+  if (padding < 0 || padding > kHuge) fail("padding must be in [0, 2**40], got " + std::to_string(padding));
+  const index_t span = checked_mul(in - 1, stride, "unpooled size");
+  if (span > kHuge) fail("the unpooled size exceeds 2**40 (in " + std::to_string(in) + ", stride " + std::to_string(stride) + ")");
+  const index_t size = span - 2 * padding + kernel;
+  if (size < 1)
+    fail("the unpooled size (in - 1) * stride - 2 * padding + kernel_size = " + std::to_string(size) +
+         " is not positive (in " + std::to_string(in) + ", kernel_size " + std::to_string(kernel) + ", stride " +
+         std::to_string(stride) + ", padding " + std::to_string(padding) + ")");
+  return size;
 }
 
 }  // namespace fastpool

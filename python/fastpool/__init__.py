@@ -50,6 +50,16 @@ from .adaptive_pool import (
     global_max_pool3d_backward,
     global_max_pool_backward,
 )
+from .unpool import (
+    max_unpool,
+    max_unpool1d,
+    max_unpool1d_backward,
+    max_unpool2d,
+    max_unpool2d_backward,
+    max_unpool3d,
+    max_unpool3d_backward,
+    max_unpool_backward,
+)
 from .corner_pool import (
     cascade_corner_pool,
     cascade_corner_pool_backward,
@@ -124,6 +134,14 @@ __all__ = [
     "avg_pool3d",
     "avg_pool3d_backward",
     "avg_pool_backward",
+    "max_unpool",
+    "max_unpool1d",
+    "max_unpool2d",
+    "max_unpool3d",
+    "max_unpool_backward",
+    "max_unpool1d_backward",
+    "max_unpool2d_backward",
+    "max_unpool3d_backward",
     "cascade_corner_pool",
     "cascade_corner_pool_backward",
     "center_pool",

@@ -9,6 +9,7 @@
 #include "fastpool/bins.hpp"
 #include "fastpool/geometry.hpp"
 #include "fastpool/lines.hpp"
+#include "fastpool/unpool.hpp"
 
 namespace fastpool {
 
@@ -26,6 +27,8 @@ struct PoolKernels {
   void (*line_forward)(const T*, const T*, T*, const LineProblem&, int);
   void (*line_backward)(const T*, const T*, const T*, T*, const LineProblem&, int);
   void (*center_forward)(const T*, const T*, T*, const LineProblem&, int);
+  index_t (*unpool_forward)(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
+  index_t (*unpool_backward)(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
 };
 
 // Element-wise vector math of each path, over arrays: the tests compare every path

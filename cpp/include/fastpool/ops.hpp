@@ -8,6 +8,7 @@
 #include "fastpool/bins.hpp"
 #include "fastpool/geometry.hpp"
 #include "fastpool/lines.hpp"
+#include "fastpool/unpool.hpp"
 
 namespace fastpool {
 
@@ -65,5 +66,17 @@ void line_max_backward(const T* grad_y, const T* x, const T* add, T* grad_x, con
 /// of x2 in each plane (x2 may be x; lp.axis and lp.scan are not used); NaN propagates.
 template <class T>
 void center_max_forward(const T* x, const T* x2, T* y, const LineProblem& lp, int threads);
+
+/// Max unpooling: y = 0, then y[index] = x in each plane (of equal indices the last in
+/// input order wins). Returns the flat position of the first index outside
+/// [0, up.out_size), or -1 (y is then unspecified).
+template <class T>
+index_t max_unpool_forward(const T* x, const std::int64_t* indices, T* y, const UnpoolProblem& up, int threads);
+
+/// Gradient of max unpooling: grad_x = grad_y at the indices. Returns as the forward
+/// (grad_x holds 0 where an index is outside).
+template <class T>
+index_t max_unpool_backward(const T* grad_y, const std::int64_t* indices, T* grad_x, const UnpoolProblem& up,
+                            int threads);
 
 }  // namespace fastpool

@@ -12,6 +12,7 @@
 #include "kernels/global_pool-inl.hpp"
 #include "kernels/bin_max-inl.hpp"
 #include "kernels/line_max-inl.hpp"
+#include "kernels/unpool-inl.hpp"
 
 // Bin reductions: global max / avg pooling and the max over adaptive bins of small
 // planes have loops of their own; every other bin reduction runs the general kernels.
@@ -51,6 +52,8 @@ PoolKernels<T> make_kernels() {
   k.line_forward = &lines::forward<T>;
   k.line_backward = &lines::backward<T>;
   k.center_forward = &lines::center_forward<T>;
+  k.unpool_forward = &unpool::forward<T>;
+  k.unpool_backward = &unpool::backward<T>;
   return k;
 }
 
