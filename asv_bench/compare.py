@@ -50,7 +50,8 @@ import numpy as np
 
 import fastpool
 from fastpool import _numpy_pool as npool
-from fastpool._benchutil import SHAPE_ONLY_BACKWARD, OtherLoad, base_name, pool_call, torch_call, uniform
+from fastpool._benchutil import (NO_INPUT_BACKWARD, SHAPE_ONLY_BACKWARD, OtherLoad, base_name, operator_inputs,
+                                 pool_call, torch_call, uniform)
 
 # (operator, channels_first shape, keyword arguments)
 CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
@@ -72,6 +73,9 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
     # CornerNet's top-left corner pool and CenterNet's center pool on 128x128 maps.
     ("corner_pool", (4, 128, 128, 128), dict(direction="top_left")),
     ("center_pool", (4, 128, 128, 128), {}),
+    # SegNet's decoder: max unpooling of a 2x2/2 max pool's output by its indices (the
+    # shape is the pooling's input; the unpooled output has it too).
+    ("max_unpool2d", (8, 64, 224, 224), dict(kernel_size=2, stride=2, padding=0)),
 ]
 # ResNet-50 stem, 1D max pool, 3x3/1 average pool, GeM and SPP on AlexNet's last map
 QUICK_CASES = (0, 3, 5, 11, 12)
@@ -269,12 +273,13 @@ def measure_layout(op: str, shape: Tuple[int, ...], kw: Dict[str, Any], layout: 
         fp_kw = dict(kw, kernel_size=(kw["kernel_size"],) * rank, stride=(kw["stride"],) * rank,
                      padding=(kw["padding"],) * rank)
     xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
-    x = uniform(rng, xshape)
+    x, fp_kw = operator_inputs(op, uniform(rng, xshape), layout, fp_kw)
     y = pool_call(fastpool, op, "fwd", x, None, layout, fp_kw)()
     g = uniform(rng, y.shape)
     outs = {"fwd": np.ones_like(y), "bwd": np.ones_like(x)}  # reused, pages already touched
-    reads_x = name not in SHAPE_ONLY_BACKWARD
-    nbytes = {"fwd": x.nbytes + y.nbytes, "bwd": g.nbytes + x.nbytes + (x.nbytes if reads_x else 0)}
+    reads_x = name not in SHAPE_ONLY_BACKWARD + NO_INPUT_BACKWARD
+    extra = fp_kw["indices"].nbytes if "indices" in fp_kw else 0  # max unpooling reads int64 indices
+    nbytes = {"fwd": x.nbytes + y.nbytes + extra, "bwd": g.nbytes + x.nbytes + (x.nbytes if reads_x else 0) + extra}
     copier = Copier(x)
     peer_op = name in PEER_OPS
     jax_fns: Optional[Tuple[Callable, Callable]] = None

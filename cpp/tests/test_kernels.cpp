@@ -159,6 +159,41 @@ void check_lines_isa(Isa isa, std::mt19937_64& rng, int case_id) {
   }
 }
 
+// Max unpooling and its gradient: every path against scalar, bitwise, with duplicate
+// indices (the last wins) and, in some cases, an index outside the plane (the same
+// first bad position must be reported).
+template <class T>
+void check_unpool_isa(Isa isa, std::mt19937_64& rng, int case_id) {
+  auto pick = [&](int lo, int hi) { return int(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+  UnpoolProblem up;
+  up.batch = pick(1, 3);
+  up.channels = pick(1, 40);
+  up.in_size = pick(1, 60);
+  up.out_size = pick(1, 4 * int(up.in_size));
+  up.channels_last = pick(0, 1) == 1;
+  const PoolKernels<T>& ref = kernels_of<T>(kernel_table(Isa::scalar));
+  const PoolKernels<T>& k = kernels_of<T>(kernel_table(isa));
+  std::normal_distribution<double> nd;
+  std::vector<T> x(std::size_t(up.in_elements())), gy(std::size_t(up.out_elements()));
+  std::vector<std::int64_t> idx(x.size());
+  for (auto& v : x) v = T(nd(rng));
+  for (auto& v : gy) v = T(nd(rng));
+  for (auto& j : idx) j = pick(0, int(up.out_size) - 1);
+  if (case_id % 4 == 0) idx[std::size_t(pick(0, int(idx.size()) - 1))] = pick(0, 1) ? -1 : up.out_size;
+  const int threads = 1 + case_id % 3;
+  std::vector<T> y0(gy.size()), y1(gy.size()), g0(x.size()), g1(x.size());
+  const index_t b0 = ref.unpool_forward(x.data(), idx.data(), y0.data(), up, 1);
+  const index_t b1 = k.unpool_forward(x.data(), idx.data(), y1.data(), up, threads);
+  const index_t c0 = ref.unpool_backward(gy.data(), idx.data(), g0.data(), up, 1);
+  const index_t c1 = k.unpool_backward(gy.data(), idx.data(), g1.data(), up, threads);
+  const bool ok = b0 == b1 && c0 == c1 && b0 == c0 && (b0 >= 0 || same_bits(y0, y1)) && same_bits(g0, g1);
+  if (!ok) {
+    ++failures;
+    std::printf("FAIL %s %s max_unpool case %d (bad %lld/%lld, %lld/%lld)\n", isa_name(isa),
+                sizeof(T) == 4 ? "f32" : "f64", case_id, (long long)b0, (long long)b1, (long long)c0, (long long)c1);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -173,6 +208,8 @@ int main(int argc, char** argv) {
       check_isa<double>(isa, g, rng, c);
       check_lines_isa<float>(isa, rng, c);
       check_lines_isa<double>(isa, rng, c);
+      check_unpool_isa<float>(isa, rng, c);
+      check_unpool_isa<double>(isa, rng, c);
     }
     ++run;
   }

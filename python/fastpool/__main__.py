@@ -22,7 +22,7 @@ import numpy as np
 
 import fastpool
 from fastpool import _numpy_pool as npool
-from fastpool._benchutil import OtherLoad, exact_forward, pool_call, torch_call, uniform
+from fastpool._benchutil import OtherLoad, exact_forward, operator_inputs, pool_call, torch_call, uniform
 
 
 def win(k: int, s: int, p: int) -> Dict[str, Any]:
@@ -52,6 +52,9 @@ CASES: List[Tuple[str, str, str, Tuple[int, ...], Dict[str, Any]]] = [
     # Keypoint heads on a 128x128 map (a 511x511 image at stride 4).
     ("cornernet", "top-left corner pool", "corner_pool", (2, 128, 128, 128), dict(direction="top_left")),
     ("centernet", "center pool", "center_pool", (2, 128, 128, 128), {}),
+    # SegNet's decoder puts a 2x2/2 max pool's values back by its indices (the shape is
+    # the pooling's input, and the unpooled output's).
+    ("segnet", "max unpool 2x2/2", "max_unpool2d", (8, 64, 112, 112), win(2, 2, 0)),
 ]
 LAYOUTS = ("channels_first", "channels_last")
 DIRECTIONS = ("fwd", "bwd")
@@ -175,11 +178,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         for layout in LAYOUTS:
             xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
             shape_s = "(" + ",".join(map(str, xshape)) + ")"
-            x, g = uniform(rng, xshape), None
+            (x, op_kw), g = operator_inputs(op, uniform(rng, xshape), layout, kw), None
             for direction in DIRECTIONS:
                 what = f"{name} {shape_s} {layout} {direction}"
                 print(f"[{len(rows) + 1}/{n_steps}] {what} ...", file=sys.stderr, flush=True)
-                ms, failure, y_shape = run_step(what, op, direction, x, g, layout, kw, torch, reps)
+                ms, failure, y_shape = run_step(what, op, direction, x, g, layout, op_kw, torch, reps)
                 if failure:
                     failures.append(failure)
                 if direction == "fwd":

@@ -12,6 +12,8 @@ import numpy as np
 
 # Backward functions that take the input's shape instead of the input.
 SHAPE_ONLY_BACKWARD = ("avg_pool", "global_avg_pool", "adaptive_avg_pool")
+# Backward functions that take neither (their keyword arguments carry what they need).
+NO_INPUT_BACKWARD = ("max_unpool",)
 
 
 def uniform(rng: np.random.Generator, shape: Tuple[int, ...]) -> np.ndarray:
@@ -72,8 +74,27 @@ def pool_call(module: Any, op: str, direction: str, x: np.ndarray, g: Optional[n
     name = base_name(op)
     if direction == "fwd":
         return functools.partial(getattr(module, name), x, layout=layout, **kw, **extra)
+    if name in NO_INPUT_BACKWARD:
+        return functools.partial(getattr(module, name + "_backward"), g, layout=layout, **kw, **extra)
     a = x.shape if name in SHAPE_ONLY_BACKWARD else x
     return functools.partial(getattr(module, name + "_backward"), g, a, layout=layout, **kw, **extra)
+
+
+def operator_inputs(op: str, x: np.ndarray, layout: str, kw: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """The input and keyword arguments an operator is timed on, made from data ``x``
+    shaped as the case says: max unpooling takes ``x`` max-pooled by its own window
+    (and the indices, in ``kw``), as a decoder does; other operators take ``x``."""
+    if base_name(op) != "max_unpool":
+        return x, kw
+    import fastpool
+
+    pool_kw = {k: kw[k] for k in ("kernel_size", "stride", "padding") if k in kw}
+    y, idx = fastpool.max_pool(x, layout=layout, return_indices=True, **pool_kw)
+    return y, dict(kw, indices=idx, output_size=_spatial(x.shape, layout))
+
+
+def _spatial(shape: Tuple[int, ...], layout: str) -> Tuple[int, ...]:
+    return tuple(shape[1:-1]) if layout == "channels_last" else tuple(shape[2:])
 
 
 def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[Callable[[Any], Any], List[Any]]:
@@ -98,6 +119,10 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
     if name == "spatial_pyramid_pool":
         fn = getattr(F, f"adaptive_{kw.get('mode', 'max')}_pool{rank}d")
         return (lambda t: torch.cat([fn(t, lv).flatten(1) for lv in kw["levels"]], 1)), []
+    if name == "max_unpool":
+        fn = getattr(F, f"max_unpool{rank}d")
+        return (lambda t: fn(t, kw["indices"], kw["kernel_size"], kw.get("stride"), kw.get("padding", 0),
+                             kw.get("output_size"))), []
     if name == "corner_pool":  # CornerNet's TopPool etc. as flip + cummax + flip
         scans = {"top": (2, True), "bottom": (2, False), "left": (3, True), "right": (3, False)}
         parts = [scans[d] for d in (kw["direction"].split("_") if "_" in kw["direction"] else [kw["direction"]])]
@@ -127,11 +152,14 @@ def torch_call(torch: Any, op: str, direction: str, x: np.ndarray, g: Optional[n
     gradient; run takes its result)."""
     rank = x.ndim - 2
     perm = (0, rank + 1) + tuple(range(1, rank + 1))  # NHWC memory seen as NCHW
-    fn, params = torch_forward(torch, op, kw, rank)
 
     def as_torch(a: np.ndarray) -> Any:
         t = torch.from_numpy(a)
         return t.permute(perm) if layout == "channels_last" and a.ndim == x.ndim else t
+
+    # Array arguments (max unpooling's indices) as tensors in the same layout.
+    fn, params = torch_forward(torch, op, {k: as_torch(v) if isinstance(v, np.ndarray) else v
+                                           for k, v in kw.items()}, rank)
 
     xt = as_torch(x)
     if direction == "fwd":

@@ -468,3 +468,40 @@ def center_pool_backward(grad_output, x, layout="channels_first"):
 
 
 __all__ += ["corner_pool", "corner_pool_backward", "center_pool", "center_pool_backward"]
+
+
+# --- max unpooling ---------------------------------------------------------------------
+
+
+def _planes(a, layout):
+    """(N, C, positions) view of a batched array."""
+    a = _as_channels_first(a, layout)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def max_unpool(x, indices, kernel_size, stride=None, padding=0, output_size=None, layout="channels_first"):
+    """Max unpooling (PyTorch's): zeros with ``x`` put at ``indices`` per plane; see
+    :func:`fastpool.max_unpool` (``output_size``: the spatial sizes, or the default)."""
+    rank = x.ndim - 2
+    if output_size is None:
+        k, s, p = _tuple(kernel_size, rank), _tuple(stride or kernel_size, rank), _tuple(padding, rank)
+        spatial = x.shape[1:-1] if layout == "channels_last" else x.shape[2:]
+        output_size = [(i - 1) * st - 2 * pp + kk for i, kk, st, pp in zip(spatial, k, s, p)]
+    n, c = x.shape[0], x.shape[-1] if layout == "channels_last" else x.shape[1]
+    y = np.zeros((n, c, int(np.prod(output_size))), dtype=x.dtype)
+    np.put_along_axis(y, _planes(indices, layout), _planes(x, layout), axis=2)
+    y = y.reshape((n, c) + tuple(output_size))
+    return np.ascontiguousarray(np.moveaxis(y, 1, -1)) if layout == "channels_last" else y
+
+
+def max_unpool_backward(grad_output, indices, kernel_size, stride=None, padding=0, output_size=None,
+                        layout="channels_first"):
+    """Gradient of :func:`max_unpool`: ``grad_output`` gathered at the indices."""
+    gx = np.take_along_axis(_planes(grad_output, layout), _planes(indices, layout), axis=2)
+    n, c = gx.shape[:2]
+    spatial = indices.shape[1:-1] if layout == "channels_last" else indices.shape[2:]
+    gx = gx.reshape((n, c) + tuple(spatial))
+    return np.ascontiguousarray(np.moveaxis(gx, 1, -1)) if layout == "channels_last" else gx
+
+
+__all__ += ["max_unpool", "max_unpool_backward"]
