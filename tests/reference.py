@@ -1019,3 +1019,77 @@ def cascade_corner_pool_backward(grad_output: np.ndarray, boundary: Any, inner: 
     gb = (out(g_b1), out(g_b2)) if b_pair else out(g_b1 + g_b2)
     gi = (out(g_s1), out(g_s2)) if i_pair else out(g_s1 + g_s2)
     return gb, gi
+
+
+# ============================================================================ Max unpooling
+# PyTorch's max_unpool1d/2d/3d and its gradient, written from the definitions alone:
+#
+#   forward   y = 0 of the unpooled shape, then for every pooled position p of a plane,
+#             in row-major order, y[n, c, indices[n, c, p]] = x[n, c, p]; the index is
+#             flat over y's spatial positions ((d * H + h) * W + w). A later p overwrites
+#             an earlier one: of equal indices the last in x's order wins.
+#   backward  grad_x[n, c, p] = grad_output[n, c, indices[n, c, p]], a gather: every one
+#             of equal indices gets the gradient.
+#
+# Both bring their arrays to (N, C, plane) first; values are copied, never computed, so
+# the results are exact (NaN payloads and signs of zero included).
+
+
+def _unpool_planes(a: np.ndarray, rank: int, layout: str) -> Tuple[np.ndarray, bool, Tuple[int, ...]]:
+    """(N, C, prod(spatial)) copy of a, whether a was batched, and a's spatial sizes."""
+    ac, batched = _to_ncs(np.asarray(a), rank, layout)
+    spatial = tuple(ac.shape[2:])
+    return ac.reshape(ac.shape[0], ac.shape[1], -1).copy(), batched, spatial
+
+
+def _check_unpool_indices(ic: np.ndarray, plane: int, name: str) -> None:
+    if ic.dtype != np.int64:
+        raise TypeError(f"{name} must be int64, got {ic.dtype}")
+    bad = (ic < 0) | (ic >= plane)
+    if bad.any():
+        raise ValueError(f"{name} holds {int(ic[bad][0])}, outside [0, {plane})")
+
+
+def max_unpool_ref(x: np.ndarray, indices: np.ndarray, output_spatial: Sequence[int],
+                   layout: str = "channels_first") -> np.ndarray:
+    """Reference max unpooling of x (rank = len(output_spatial)) to the spatial sizes
+    ``output_spatial``; the last of equal indices wins."""
+    output_spatial = tuple(int(s) for s in output_spatial)
+    rank = len(output_spatial)
+    x = np.asarray(x)
+    indices = np.asarray(indices)
+    if indices.shape != x.shape:
+        raise ValueError(f"indices has shape {indices.shape}, x {x.shape}")
+    xc, batched, _ = _unpool_planes(x, rank, layout)
+    ic, _, _ = _unpool_planes(indices, rank, layout)
+    n, c, plane_in = xc.shape
+    plane_out = int(np.prod(output_spatial))
+    _check_unpool_indices(ic, plane_out, "indices")
+    y = np.zeros((n, c, plane_out), x.dtype)
+    nn, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+    for p in range(plane_in):  # in order: a later position overwrites an earlier one
+        y[nn, cc, ic[:, :, p]] = xc[:, :, p]  # distinct (n, c) per assignment: no clash within
+    return _from_ncs(y.reshape((n, c) + output_spatial), batched, layout)
+
+
+def max_unpool_backward_ref(grad_output: np.ndarray, indices: np.ndarray, layout: str = "channels_first",
+                            rank: Optional[int] = None) -> np.ndarray:
+    """Reference gradient of max unpooling with respect to x: grad_output gathered at the
+    indices (indices' shape, grad_output's dtype). ``rank`` is the spatial rank; by
+    default the arrays are taken as batched (rank = ndim - 2), so pass it for unbatched
+    arrays."""
+    grad_output, indices = np.asarray(grad_output), np.asarray(indices)
+    if grad_output.ndim != indices.ndim:
+        raise ValueError(f"grad_output has {grad_output.ndim} dims, indices {indices.ndim}")
+    rank = indices.ndim - 2 if rank is None else rank
+    gc, batched, _ = _unpool_planes(grad_output, rank, layout)
+    ic, _, spatial_in = _unpool_planes(indices, rank, layout)
+    if gc.shape[:2] != ic.shape[:2]:
+        raise ValueError(f"grad_output's (N, C) {gc.shape[:2]} differ from indices' {ic.shape[:2]}")
+    _check_unpool_indices(ic, gc.shape[2], "indices")
+    n, c, _ = ic.shape
+    gx = np.empty(ic.shape, grad_output.dtype)
+    for i in range(n):
+        for j in range(c):
+            gx[i, j] = gc[i, j][ic[i, j]]  # fancy indexing: a gather, duplicates each read
+    return _from_ncs(gx.reshape((n, c) + spatial_in), batched, layout)

@@ -67,20 +67,23 @@ class _Unpool:
         p = int_tuple(padding, rank, "padding", 0)
         self.batch, self.channels, spatial = self.lay.split(pooled_shape)
         default = tuple(_core.unpool_default_size(i, kk, ss, pp) for i, kk, ss, pp in zip(spatial, k, s, p))
-        out_spatial = default if output_size is None else self._requested(output_size, default, s, rank,
-                                                                           len(pooled_shape))
+        out_spatial = default if output_size is None else self._requested(output_size, default, s, rank)
         self.pooled_shape = tuple(pooled_shape)
         self.unpooled_shape = self.lay.join(self.batch, self.channels, out_spatial)
         self.in_size, self.out_size = int(np.prod(spatial)), int(np.prod(out_spatial))
 
-    def _requested(self, output_size: Any, default: Tuple[int, ...], stride: Tuple[int, ...], rank: int,
-                   ndim: int) -> Tuple[int, ...]:
+    def _requested(self, output_size: Any, default: Tuple[int, ...], stride: Tuple[int, ...],
+                   rank: int) -> Tuple[int, ...]:
         size = shape_tuple(output_size, "output_size")
-        if len(size) == ndim:  # a whole shape, as torch accepts: its spatial entries
+        if len(size) == rank + 2:  # a batched shape (torch's whole-shape form): its spatial entries
+            size = Layout(rank + 2, rank, self.channels_last).split(size)[2]
+        elif len(size) == rank + 1 and not self.lay.batched:  # the shape of an unbatched output
             size = self.lay.split(size)[2]
         elif len(size) != rank:
-            raise ValueError(f"output_size must have {rank} entries (the spatial sizes) or {ndim} (a whole "
-                             f"shape), got {output_size!r}")
+            raise ValueError(f"output_size must have {rank} entries (the spatial sizes) or be a whole output "
+                             f"shape ({rank + 2} entries, or {rank + 1} for an unbatched input), got {output_size!r}")
+        if any(o < 1 for o in size):
+            raise ValueError(f"output_size entries must be >= 1, got {output_size!r}")
         for a, (o, d, st) in enumerate(zip(size, default, stride)):
             if not d - st < o < d + st:  # PyTorch's rule: the sizes max pooling maps to the input's
                 raise ValueError(f"output_size {tuple(size)} is invalid: entry {a} must be in ({d - st}, {d + st}) "
@@ -154,7 +157,8 @@ def max_unpool(
     kernel_size, stride, padding : int or tuple
         The pooling's; ``stride`` defaults to ``kernel_size``, padding is symmetric.
     output_size : tuple, optional
-        The spatial output sizes (or a whole shape, whose spatial entries are used).
+        The spatial output sizes, or a whole output shape (batched, as PyTorch takes
+        it, or unbatched for an unbatched ``x``) whose spatial entries are used.
         Default per axis ``(in - 1) * stride - 2 * padding + kernel_size``; a given size
         must lie strictly within ``stride`` of it (PyTorch's rule), e.g. the input size
         of a pooling whose windows did not cover it.
