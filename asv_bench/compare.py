@@ -15,7 +15,8 @@ them alike; the medians are reported. Contenders:
   (:func:`fastpool._benchutil.torch_forward`): global pooling is adaptive pooling to
   1, GeM is clamp, pow, mean, pow with a learnable p (its backward computes grad_p
   too, as fastpool's), SPP is adaptive_max_pool2d per level, concatenated, corner
-  pooling is flip + cummax + flip per direction and center pooling two ``amax``;
+  pooling is flip + cummax + flip per direction and center pooling two ``amax``,
+  SoftPool ``avg_pool(x e^x) / avg_pool(e^x)`` (the SoftPool authors' PyTorch form);
 * ONNX Runtime (forward only; needs ``onnx`` to build the model; channels_last is
   NCHW pooling between two Transpose nodes, which ORT's layout optimizer may remove)
   and JAX (``lax.reduce_window`` under ``jit``, global pooling as a mean / max over
@@ -73,6 +74,8 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
     # CornerNet's top-left corner pool and CenterNet's center pool on 128x128 maps.
     ("corner_pool", (4, 128, 128, 128), dict(direction="top_left")),
     ("center_pool", (4, 128, 128, 128), {}),
+    # SoftPool in place of a ResNet stem's max pooling.
+    ("soft_pool2d", (32, 64, 112, 112), dict(kernel_size=3, stride=2, padding=1)),
     # SegNet's decoder: max unpooling of a 2x2/2 max pool's output by its indices (the
     # shape is the pooling's input; the unpooled output has it too).
     ("max_unpool2d", (8, 64, 224, 224), dict(kernel_size=2, stride=2, padding=0)),

@@ -51,6 +51,7 @@ BinReduce parse_op(const std::string& op) {
   if (op == "avg") return BinReduce::avg;
   if (op == "lp") return BinReduce::lp;
   if (op == "gem") return BinReduce::gem;
+  if (op == "soft") return BinReduce::soft;
   throw py::value_error("unknown reduction " + op);
 }
 

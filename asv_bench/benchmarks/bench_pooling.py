@@ -98,3 +98,14 @@ class AvgPool3d(_Pool):
     kind = "avg"
     families = {"video": VIDEO}
     params = _params(families)
+
+
+class SoftPool2d(_Pool):
+    """SoftPool (Stergiou et al.) with a ResNet stem's window."""
+
+    kind = "soft"
+    families = {"resnet50_stem": RESNET50_STEM}
+    params = _params(families)
+
+    def backward(self):
+        return fastpool.soft_pool_backward(self.g, self.x, layout=self.layout, **self.geom)

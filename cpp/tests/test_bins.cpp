@@ -69,6 +69,7 @@ const char* op_name(BinReduce op) {
     case BinReduce::max: return "max";
     case BinReduce::avg: return "avg";
     case BinReduce::lp: return "lp";
+    case BinReduce::soft: return "soft";
     default: return "gem";
   }
 }
@@ -448,6 +449,48 @@ void ref_backward(const Case& cs, const std::vector<T>& x, const std::vector<T>&
   });
 }
 
+// SoftPool reference, y = sum e x / sum e with e = exp(x - max), and its gradient
+// g e / S0 (1 + x - y). Tolerances follow the rounding of x - max in T (an exponent
+// off by u |x - max|) and of the sums.
+template <class T>
+void ref_soft(const Case& cs, const std::vector<T>& x, const std::vector<T>& gy, Ref& ry, Ref& rg) {
+  const BinProblem& pb = cs.pb;
+  ry.v.assign(std::size_t(cs.out_size), 0);
+  ry.tol.assign(std::size_t(cs.out_size), 0);
+  rg.v.assign(std::size_t(pb.size()), 0);
+  rg.tol.assign(std::size_t(pb.size()), 0);
+  const LD u = unit_roundoff<T>(), rt = rel_tol<T>();
+  each_bin(cs, [&](std::size_t, index_t n, index_t c, index_t at, const std::vector<index_t>& taps, index_t) {
+    const LD nt = LD(taps.size());
+    auto val = [&](index_t q) { return LD(x[std::size_t(x_index(pb, n, c, q))]); };
+    LD m = val(taps[0]);
+    for (index_t q : taps) m = std::max(m, val(q));
+    LD s0 = 0, s1 = 0;
+    for (index_t q : taps) {
+      const LD e = std::exp(val(q) - m);
+      s0 += e;
+      s1 += e * val(q);
+    }
+    const LD y = s1 / s0;
+    LD ty = 0;
+    for (index_t q : taps) {
+      const LD v = val(q), e = std::exp(v - m);
+      ty += e * (std::fabs(v) + std::fabs(y)) * (std::fabs(v - m) + nt + 4) * u;
+    }
+    ty = 4 * ty / s0 + std::fabs(y) * rt;
+    ry.v[std::size_t(at)] = y;
+    ry.tol[std::size_t(at)] = ty;
+    const LD g = LD(gy[std::size_t(at)]);
+    for (index_t q : taps) {
+      const LD v = val(q), w = std::exp(v - m) / s0, d = g * w * (1 + v - y);
+      const std::size_t i = std::size_t(x_index(pb, n, c, q));
+      rg.v[i] += d;
+      rg.tol[i] += 4 * std::fabs(g) * w *
+                   (std::fabs(1 + v - y) * ((std::fabs(v - m) + nt + 4) * u + rt) + (std::fabs(v) + std::fabs(y) + 1) * u + ty);
+    }
+  });
+}
+
 template <class T>
 void check_ref(const std::string& what, const std::vector<T>& got, const Ref& ref, const std::vector<char>* mask) {
   ++comparisons;
@@ -724,6 +767,31 @@ void check_case(Rng& rng, const Case& cs) {
             break;
           }
       }
+    }
+  }
+
+  // ---------------------------------------------------------------- soft
+  {
+    const std::vector<T> x = make_x<T>(rng, cs, BinReduce::soft, eps, scale_exp, false);
+    const PowerParams<T> pp;
+    std::vector<T> y0(O, ysent), g0(X, ysent);
+    auto lv = levels_of<T>(cs, y0.data(), nullptr, gy.data(), nullptr);
+    ref.bin_forward(x.data(), pb, BinReduce::soft, pp, lv.data(), int(lv.size()), 1);
+    ref.bin_backward(x.data(), pb, BinReduce::soft, pp, lv.data(), int(lv.size()), g0.data(), nullptr, 1);
+    Ref ry, rg;
+    ref_soft(cs, x, gy, ry, rg);
+    check_cover("scalar soft_forward " + tag, y0, nullptr);
+    check_ref("scalar soft_forward " + tag, y0, ry, &cs.covered);
+    check_ref("scalar soft_backward " + tag, g0, rg, nullptr);
+    for (std::size_t k = 0; k < isas.size(); ++k) {
+      const PoolKernels<T>& kk = kernels_of<T>(kernel_table(isas[k]));
+      std::vector<T> y1(O, ysent), g1(X, ysent);
+      auto l1 = levels_of<T>(cs, y1.data(), nullptr, gy.data(), nullptr);
+      kk.bin_forward(x.data(), pb, BinReduce::soft, pp, l1.data(), int(l1.size()), threads_of(k));
+      kk.bin_backward(x.data(), pb, BinReduce::soft, pp, l1.data(), int(l1.size()), g1.data(), nullptr, threads_of(k));
+      comparisons += 2;
+      if (!same_bits(y0, y1)) fail(who(k, "soft_forward") + first_diff(y0, y1));
+      if (!same_bits(g0, g1)) fail(who(k, "soft_backward") + first_diff(g0, g1));
     }
   }
 }

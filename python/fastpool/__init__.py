@@ -50,6 +50,16 @@ from .adaptive_pool import (
     global_max_pool3d_backward,
     global_max_pool_backward,
 )
+from .soft_pool import (
+    soft_pool,
+    soft_pool1d,
+    soft_pool1d_backward,
+    soft_pool2d,
+    soft_pool2d_backward,
+    soft_pool3d,
+    soft_pool3d_backward,
+    soft_pool_backward,
+)
 from .unpool import (
     max_unpool,
     max_unpool1d,
@@ -134,6 +144,14 @@ __all__ = [
     "avg_pool3d",
     "avg_pool3d_backward",
     "avg_pool_backward",
+    "soft_pool",
+    "soft_pool1d",
+    "soft_pool2d",
+    "soft_pool3d",
+    "soft_pool_backward",
+    "soft_pool1d_backward",
+    "soft_pool2d_backward",
+    "soft_pool3d_backward",
     "max_unpool",
     "max_unpool1d",
     "max_unpool2d",

@@ -52,6 +52,8 @@ CASES: List[Tuple[str, str, str, Tuple[int, ...], Dict[str, Any]]] = [
     # Keypoint heads on a 128x128 map (a 511x511 image at stride 4).
     ("cornernet", "top-left corner pool", "corner_pool", (2, 128, 128, 128), dict(direction="top_left")),
     ("centernet", "center pool", "center_pool", (2, 128, 128, 128), {}),
+    # SoftPool (Stergiou et al.) in place of ResNet-50's stem max pooling.
+    ("resnet50", "softpool 3x3/2 p1", "soft_pool2d", (8, 64, 112, 112), win(3, 2, 1)),
     # SegNet's decoder puts a 2x2/2 max pool's values back by its indices (the shape is
     # the pooling's input, and the unpooled output's).
     ("segnet", "max unpool 2x2/2", "max_unpool2d", (8, 64, 112, 112), win(2, 2, 0)),
@@ -206,7 +208,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("torch backward: autograd .backward() only (its forward runs untimed before each call).")
     print("torch global avgpool: adaptive_avg_pool2d(x, 1); GeM: clamp, pow, mean, pow with a learnable p\n"
           "(its backward, as fastpool's, also gives grad_p); SPP: adaptive_max_pool2d per level, concatenated;\n"
-          "corner pool: flip, cummax, flip per direction, summed; center pool: amax over H + amax over W.")
+          "corner pool: flip, cummax, flip per direction, summed; center pool: amax over H + amax over W;\n"
+          "softpool: avg_pool(x * exp(x)) / avg_pool(exp(x)).")
     print("VGG-16's 224x224 and 112x112 layers use batch 8, every other layer batch 32.")
     print("vs X = X's time / fastpool's time (> 1: fastpool is faster).\n")
     print(fmt(headers))

@@ -119,6 +119,13 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
     if name == "spatial_pyramid_pool":
         fn = getattr(F, f"adaptive_{kw.get('mode', 'max')}_pool{rank}d")
         return (lambda t: torch.cat([fn(t, lv).flatten(1) for lv in kw["levels"]], 1)), []
+    if name == "soft_pool":  # the SoftPool authors' PyTorch form: two average pools of e^x
+        fn = getattr(F, f"avg_pool{rank}d")
+
+        def soft(t: Any) -> Any:
+            e = t.exp()
+            return fn(t * e, **kw) / fn(e, **kw)
+        return soft, []
     if name == "max_unpool":
         fn = getattr(F, f"max_unpool{rank}d")
         return (lambda t: fn(t, kw["indices"], kw["kernel_size"], kw.get("stride"), kw.get("padding", 0),

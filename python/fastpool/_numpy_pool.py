@@ -505,3 +505,44 @@ def max_unpool_backward(grad_output, indices, kernel_size, stride=None, padding=
 
 
 __all__ += ["max_unpool", "max_unpool_backward"]
+
+
+# --- SoftPool ------------------------------------------------------------------------------
+
+
+def _soft_parts(x, g: _Geom):
+    """Padded x (padding -inf: no weight), the window maxima and the weight sums S0, S1."""
+    xp, m = _max_padded(x, g)
+    s0, s1 = np.zeros_like(m), np.zeros_like(m)
+    with np.errstate(invalid="ignore"):
+        for t in g.taps():
+            e = np.exp(xp[t] - m)
+            s0 += e
+            s1 += np.where(e == 0, 0, e * xp[t])
+    return xp, m, s0, s1
+
+
+def soft_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, layout="channels_first"):
+    """SoftPool: ``sum e^x x / sum e^x`` over each window's taps inside the input; see
+    :func:`fastpool.soft_pool`."""
+    g = _Geom(x.shape, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    _, m, s0, s1 = _soft_parts(x, g)
+    return s1 / s0
+
+
+def soft_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                       layout="channels_first"):
+    """Gradient of :func:`soft_pool`: ``grad * e / S0 * (1 + x - y)`` summed over windows."""
+    g = _Geom(x.shape, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    xp, m, s0, s1 = _soft_parts(x, g)
+    y = s1 / s0
+    gp = np.zeros(xp.shape, dtype=grad_output.dtype)
+    cf = grad_output / s0
+    with np.errstate(invalid="ignore"):
+        for t in g.taps():
+            e = np.exp(xp[t] - m)
+            gp[t] += np.where(e == 0, 0, cf * e * (1 + xp[t] - y))
+    return np.ascontiguousarray(gp[g.interior()])
+
+
+__all__ += ["soft_pool", "soft_pool_backward"]

@@ -75,6 +75,7 @@ enum class BinReduce : int {
   avg = 1,  ///< sum / divisor
   lp = 2,   ///< (sum |x|^p)^(1/p), ONNX's LpPool
   gem = 3,  ///< (sum max(x, eps)^p / divisor)^(1/p), generalized mean
+  soft = 4, ///< sum(e^x x) / sum(e^x), SoftPool's softmax-weighted mean (relative to the bin max)
 };
 
 /// Exponent of the power means: one p for every channel, or one per channel.

@@ -643,6 +643,25 @@ inline Vec<T> power_result(Vec<T> m, Vec<T> s_over_d, Vec<T> inv_p, bool scaled)
   return V::select(V::eq(m, V::zero()), V::zero(), V::select(V::eq(m, inf), inf, y));
 }
 
+// SoftPool relative to the bin maximum m: e = exp(x - m) <= 1 never overflows and the
+// maximum's own weight is 1, so the sum of weights is >= 1. (e, e x), with e x = 0 where
+// e underflows to 0 (x = -inf included).
+template <class T>
+inline Pair<Vec<T>> soft_terms(Vec<T> x, Vec<T> m) {
+  using V = Vec<T>;
+  const V e = vexp(V::sub(x, m));
+  return Pair<V>{e, V::select(V::eq(e, V::zero()), V::zero(), V::mul(e, x))};
+}
+
+// y = S1 / S0; a bin whose maximum is infinite gives that infinity (its weights are
+// NaN: inf - inf), a NaN maximum gives NaN.
+template <class T>
+inline Vec<T> soft_result(Vec<T> m, Vec<T> s0, Vec<T> s1) {
+  using V = Vec<T>;
+  const V inf = V::set1(T(__builtin_inf()));
+  return V::select(V::eq(V::abs(m), inf), m, V::div(s1, s0));
+}
+
 // ------------------------------------------------------------------ pyramids
 // A level whose every bin is the union of consecutive bins of a finer level (adaptive
 // bins when one bin count divides the other: a spatial pyramid's coarse levels) takes
@@ -918,6 +937,14 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
             } else if (op == BinReduce::avg) {
               sum_bins<false>(src, aw, rows, nr, nb, rp, a0, a1, [](V v, index_t) { return Pair<V>{v, v}; });
               emit(a0, [&](V v, index_t ow, index_t) { return V::div(v, V::set1(T(dd * aw.divisor[ow]))); });
+            } else if (op == BinReduce::soft) {
+              max_of_bins(src, aw, rows, nr, nb, rp, a1, [](V v) { return v; });
+              sum_bins<true>(src, aw, rows, nr, nb, rp, a0, a2,
+                             [&](V v, index_t slot) { return soft_terms(v, V::load(a1 + slot * V::N)); });
+              emit(a2, [&](V s1, index_t ow, index_t b) {
+                const index_t slot = (ow * nb + b) * V::N;
+                return soft_result(V::load(a1 + slot), V::load(a0 + slot), s1);
+              });
             } else {
               const bool gem = op == BinReduce::gem;
               const Magnitude<T> mag{gem, V::set1(pp.eps)};
@@ -1252,9 +1279,9 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
         dst.flush();
         continue;
       }
-      // LP / GeM: per output row, passes over its bins for the maximum, the sums and
-      // the gradients.
-      const bool gem = op == BinReduce::gem;
+      // LP / GeM / SoftPool: per output row, passes over its bins for the maximum, the
+      // sums and the gradients.
+      const bool gem = op == BinReduce::gem, soft = op == BinReduce::soft;
       const Magnitude<T> mag{gem, V::set1(pp.eps)};
       ex.fill(pb, u, pp);
       for (index_t b = 0; b < nb; ++b) V::store(gp_acc + b * V::N, V::zero());
@@ -1262,7 +1289,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
       GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
       with_pow_kind(kind, [&](auto K) {
         constexpr int k = decltype(K)::value;
-        const bool scaled = k != 1;
+        const bool scaled = k != 1 || soft;
         const V zero = V::zero();
         T *m = a[0], *s = a[1], *sl = a[2], *yv = a[3], *cf = a[4];
         for (int l = 0; l < n_levels; ++l) {
@@ -1274,13 +1301,17 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
             for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
               const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
               const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
-              if (scaled) max_of_bins(src, aw, rows, nr, nb, rp, m, mag);
+              if (soft) max_of_bins(src, aw, rows, nr, nb, rp, m, [](V v) { return v; });
+              else if (scaled) max_of_bins(src, aw, rows, nr, nb, rp, m, mag);
               auto ratio = [&](V v, index_t slot) {
                 const V t = mag(v);
                 return scaled ? V::div(t, V::load(m + slot * V::N)) : t;
               };
               auto pw = [&](V r, index_t slot) { return pow_p<V, k>(r, V::load(ex.p + (slot % nb) * V::N)); };
-              if (gem && gp) {  // S and S_ln in one pass
+              if (soft) {  // S0 = sum e, S1 = sum e x
+                sum_bins<true>(src, aw, rows, nr, nb, rp, s, sl,
+                               [&](V v, index_t slot) { return soft_terms(v, V::load(m + slot * V::N)); });
+              } else if (gem && gp) {  // S and S_ln in one pass
                 sum_bins<true>(src, aw, rows, nr, nb, rp, s, sl, [&](V v, index_t slot) {
                   const V r = ratio(v, slot), q = pw(r, slot);
                   return Pair<V>{q, V::mul(q, vlog(r))};
@@ -1294,12 +1325,18 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
               for (index_t ow = 0; ow < aw.out; ++ow)
                 for (index_t b = 0; b < nb; ++b) {
                   const index_t slot = (ow * nb + b) * V::N;
+                  const V g = io.get(lv.grad_y, od, oh, ow, b);
+                  if (soft) {  // dy/dx = e / S0 (1 + x - y); nothing flows through an infinite maximum
+                    const V mv = V::load(m + slot), s0 = V::load(s + slot);
+                    V::store(yv + slot, soft_result(mv, s0, V::load(sl + slot)));
+                    V::store(cf + slot, V::select(V::eq(V::abs(mv), V::set1(T(__builtin_inf()))), zero, V::div(g, s0)));
+                    continue;
+                  }
                   const V dv = V::set1(T(gem ? dd * aw.divisor[ow] : 1));
                   const V sv = V::load(s + slot);
                   const V mean = V::div(sv, dv);
                   const V pv = V::load(ex.p + b * V::N);
                   const V y = k == 1 ? mean : power_result(V::load(m + slot), mean, V::load(ex.inv_p + b * V::N), scaled);
-                  const V g = io.get(lv.grad_y, od, oh, ow, b);
                   V::store(yv + slot, y);
                   // gradient factor g/D, zero where y = 0 (LP: every tap was 0)
                   V::store(cf + slot, V::select(V::eq(y, zero), zero, V::div(g, dv)));
@@ -1322,13 +1359,20 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
                     for (index_t b = 0; b < nb; ++b) {
                       const index_t slot = (ow * nb + b) * V::N;
                       const V v = V::load(p + j * aw.step * ps + b * V::N);
+                      T* qj = q + j * aw.step * gps + b * V::N;
+                      if (soft) {
+                        const V mv = V::load(m + slot), e = vexp(V::sub(v, mv));
+                        const V d = V::mul(V::mul(V::load(cf + slot), e), V::add(V::set1(T(1)), V::sub(v, V::load(yv + slot))));
+                        const typename V::M none = V::m_or(V::eq(e, zero), V::eq(V::abs(mv), V::set1(T(__builtin_inf()))));
+                        V::store(qj, V::add(V::load(qj), V::select(none, zero, d)));
+                        continue;
+                      }
                       const V r = V::div(mag(v), V::load(yv + slot));
                       V f = V::mul(V::load(cf + slot), pow_p_minus_1<V, k>(r, V::load(ex.pm1 + b * V::N)));
                       if (gem)
                         f = V::select(V::gt(v, mag.eps), f, zero);
                       else
                         f = V::select(V::eq(v, zero), zero, V::select(V::lt(v, zero), V::sub(zero, f), f));
-                      T* qj = q + j * aw.step * gps + b * V::N;
                       V::store(qj, V::add(V::load(qj), f));
                     }
                 }
