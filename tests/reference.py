@@ -1093,3 +1093,96 @@ def max_unpool_backward_ref(grad_output: np.ndarray, indices: np.ndarray, layout
         for j in range(c):
             gx[i, j] = gc[i, j][ic[i, j]]  # fancy indexing: a gather, duplicates each read
     return _from_ncs(gx.reshape((n, c) + spatial_in), batched, layout)
+
+
+# ============================================================================ SoftPool
+# SoftPool (Stergiou et al. 2021), written from the definition alone: over the taps of a
+# window that lie inside the input (padding takes no part, neither weight nor value),
+#
+#   m = max_i x_i,  e_i = exp(x_i - m),  w_i = e_i / sum_j e_j,  y = sum_i w_i x_i
+#   grad_x_i = sum over the windows holding i of grad * w_i * (1 + x_i - y)
+#
+# NaN in a window gives NaN (forward, and the gradient of each of its taps); a window
+# whose maximum is +inf gives +inf, one of only -inf gives -inf, and neither passes any
+# gradient; a -inf tap of a window with a finite maximum has weight 0 (and gradient 0).
+# Geometry (incl. ceil mode and "same") as max pooling: make_geometry and the window
+# helpers above. Arithmetic in a wider type than x's (float64 for float32 input,
+# np.longdouble for float64 input), results cast to x's dtype.
+
+
+def _soft_setup(x: np.ndarray, kernel_size, stride, padding, dilation, ceil_mode, layout):
+    """(xc (N, C, *spatial), batched, geom, windows (N, C, *out, K) in the working type, valid (*out, K))."""
+    rank = _rank(kernel_size, x.ndim)
+    xc, batched = _to_ncs(x, rank, layout)
+    geom = make_geometry(xc.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    work = np.float64 if x.dtype == np.float32 else np.longdouble
+    win = _windows(_padded(xc.astype(work), geom, 0.0), geom)
+    valid, _ = _tap_tables(geom)
+    return xc, batched, geom, win, np.broadcast_to(valid, win.shape)
+
+
+def _soft_core(win: np.ndarray, valid: np.ndarray):
+    """(y, m, w, finite) of every window: y and m of shape (N, C, *out), the weights w of
+    shape (N, C, *out, K) (0 for padding, -inf taps and windows with an infinite or NaN
+    maximum), and finite = the window's maximum is finite."""
+    v = np.where(valid, win, -np.inf)
+    m = v.max(axis=-1)  # NaN propagates
+    finite = np.isfinite(m)
+    shift = np.where(finite, m, 0.0)[..., None]
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        e = np.where(valid & finite[..., None], np.exp(v - shift), 0.0)  # exp(-inf) = 0
+        s0 = e.sum(axis=-1)  # >= 1: the maximum's own weight is 1
+        s1 = np.where(e > 0, e * v, 0.0).sum(axis=-1)
+        w = e / np.where(finite, s0, 1.0)[..., None]
+        y = np.where(finite, s1 / np.where(finite, s0, 1.0), m)  # +-inf and NaN: m itself
+    return y, m, w, finite
+
+
+def soft_pool(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+              layout="channels_first") -> np.ndarray:
+    """Reference SoftPool: the softmax-weighted mean of each window's taps inside the input."""
+    x = np.asarray(x)
+    _, batched, _, win, valid = _soft_setup(x, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    y, _, _, _ = _soft_core(win, valid)
+    return _from_ncs(y.astype(x.dtype), batched, layout)
+
+
+def soft_pool_scale(x: np.ndarray, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                    layout="channels_first") -> np.ndarray:
+    """The error scale of each forward result: max |x| over the window's finite taps
+    inside the input (0 if none), float64, the output's shape."""
+    x = np.asarray(x)
+    _, batched, _, win, valid = _soft_setup(x, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    a = np.where(valid & np.isfinite(win), np.abs(win), 0.0)
+    return _from_ncs(a.max(axis=-1).astype(np.float64), batched, layout)
+
+
+def soft_pool_backward(grad_output: np.ndarray, x: np.ndarray, kernel_size, stride=None, padding=0,
+                       dilation=1, ceil_mode=False, layout="channels_first",
+                       magnitude: bool = False) -> np.ndarray:
+    """Reference SoftPool backward: grad_x_i = sum over windows of g w_i (1 + x_i - y).
+
+    With ``magnitude``, an error scale instead (float64): the sum over the windows of
+    |g| w_i (1 + |x_i - m|) (1 + |x_i - y| + M), M the window's max |x| (y carries an
+    error ~ eps M, w_i a relative one ~ eps |x_i - m|); 0 for windows without gradient."""
+    x = np.asarray(x)
+    xc, batched, geom, win, valid = _soft_setup(x, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    gc, _ = _to_ncs(np.asarray(grad_output), geom.rank, layout)
+    if gc.shape != win.shape[:-1]:
+        raise ValueError(f"grad_output has shape {gc.shape}, expected {win.shape[:-1]}")
+    g = gc.astype(win.dtype)[..., None]
+    y, m, w, finite = _soft_core(win, valid)
+    yk, mk = y[..., None], m[..., None]
+    live = valid & finite[..., None] & (w > 0)  # taps that carry a gradient
+    with np.errstate(invalid="ignore", over="ignore"):
+        if magnitude:
+            big = np.where(valid & np.isfinite(win), np.abs(win), 0.0).max(axis=-1)[..., None]
+            term = np.abs(g) * w * (1 + np.abs(win - mk)) * (1 + np.abs(win - yk) + big)
+            contrib = np.where(live, term, 0.0)
+        else:
+            contrib = np.where(live, g * w * (1 + (win - yk)), 0.0)  # x - y first: exact when x = y
+            contrib = np.where(valid & np.isnan(m)[..., None], np.nan, contrib)
+    gx = _scatter_taps(contrib, geom, xc.shape)
+    if magnitude:
+        return _from_ncs(gx.astype(np.float64), batched, layout)
+    return _from_ncs(gx.astype(x.dtype), batched, layout)

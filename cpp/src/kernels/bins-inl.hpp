@@ -644,22 +644,29 @@ inline Vec<T> power_result(Vec<T> m, Vec<T> s_over_d, Vec<T> inv_p, bool scaled)
 }
 
 // SoftPool relative to the bin maximum m: e = exp(x - m) <= 1 never overflows and the
-// maximum's own weight is 1, so the sum of weights is >= 1. (e, e x), with e x = 0 where
-// e underflows to 0 (x = -inf included).
+// maximum's own weight is 1, so S0 = sum e >= 1; S1 = sum e (x - m) <= 0 stays within
+// the range where sum e x would not (near the largest finite values). Returns
+// (e, e (x - m)), 0 where e underflows to 0 (x = -inf included).
 template <class T>
 inline Pair<Vec<T>> soft_terms(Vec<T> x, Vec<T> m) {
   using V = Vec<T>;
-  const V e = vexp(V::sub(x, m));
-  return Pair<V>{e, V::select(V::eq(e, V::zero()), V::zero(), V::mul(e, x))};
+  const V d = V::sub(x, m), e = vexp(d);
+  return Pair<V>{e, V::select(V::eq(e, V::zero()), V::zero(), V::mul(e, d))};
 }
 
-// y = S1 / S0; a bin whose maximum is infinite gives that infinity (its weights are
-// NaN: inf - inf), a NaN maximum gives NaN.
+// y - m = S1 / S0.
+template <class T>
+inline Vec<T> soft_offset(Vec<T> s0, Vec<T> s1) {
+  return Vec<T>::div(s1, s0);
+}
+
+// y = m + S1 / S0; a bin whose maximum is infinite gives that infinity (its weights
+// are NaN: inf - inf), a NaN maximum gives NaN.
 template <class T>
 inline Vec<T> soft_result(Vec<T> m, Vec<T> s0, Vec<T> s1) {
   using V = Vec<T>;
   const V inf = V::set1(T(__builtin_inf()));
-  return V::select(V::eq(V::abs(m), inf), m, V::div(s1, s0));
+  return V::select(V::eq(V::abs(m), inf), m, V::add(m, soft_offset(s0, s1)));
 }
 
 // ------------------------------------------------------------------ pyramids
@@ -1328,7 +1335,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
                   const V g = io.get(lv.grad_y, od, oh, ow, b);
                   if (soft) {  // dy/dx = e / S0 (1 + x - y); nothing flows through an infinite maximum
                     const V mv = V::load(m + slot), s0 = V::load(s + slot);
-                    V::store(yv + slot, soft_result(mv, s0, V::load(sl + slot)));
+                    V::store(yv + slot, soft_offset(s0, V::load(sl + slot)));  // y - m
                     V::store(cf + slot, V::select(V::eq(V::abs(mv), V::set1(T(__builtin_inf()))), zero, V::div(g, s0)));
                     continue;
                   }
@@ -1361,8 +1368,9 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
                       const V v = V::load(p + j * aw.step * ps + b * V::N);
                       T* qj = q + j * aw.step * gps + b * V::N;
                       if (soft) {
-                        const V mv = V::load(m + slot), e = vexp(V::sub(v, mv));
-                        const V d = V::mul(V::mul(V::load(cf + slot), e), V::add(V::set1(T(1)), V::sub(v, V::load(yv + slot))));
+                        const V mv = V::load(m + slot), xm = V::sub(v, mv), e = vexp(xm);
+                        // 1 + x - y = 1 + (x - m) - (y - m): no overflow near the largest values
+                        const V d = V::mul(V::mul(V::load(cf + slot), e), V::sub(V::add(V::set1(T(1)), xm), V::load(yv + slot)));
                         const typename V::M none = V::m_or(V::eq(e, zero), V::eq(V::abs(mv), V::set1(T(__builtin_inf()))));
                         V::store(qj, V::add(V::load(qj), V::select(none, zero, d)));
                         continue;
