@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from . import _bins, _core
 from ._config import get_num_threads
 from ._validate import (
     Layout, _is_sequence, check_float_array, check_layout, check_no_overlap, contiguous, int_tuple, output_array,
@@ -40,16 +40,6 @@ def _rank_of(kernel_size: Any) -> int:
     if len(kernel_size) not in (1, 2, 3):
         raise ValueError(f"kernel_size must have 1, 2 or 3 entries, got {kernel_size!r}")
     return len(kernel_size)
-
-
-def _indices(indices: Any, shape: Tuple[int, ...], like: str) -> np.ndarray:
-    if not isinstance(indices, np.ndarray):
-        raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
-    if indices.dtype != np.int64:
-        raise TypeError(f"indices has dtype {indices.dtype}, expected int64")
-    if indices.shape != shape:
-        raise ValueError(f"indices has shape {indices.shape}, expected {like}'s shape {shape}")
-    return contiguous(indices)
 
 
 class _Unpool:
@@ -97,14 +87,13 @@ class _Unpool:
 
     def raise_bad(self, bad: int, indices: np.ndarray) -> None:
         if bad >= 0:
-            raise ValueError(f"indices holds {int(indices.reshape(-1)[bad])} at flat position {bad}, outside "
-                             f"[0, {self.out_size}) (the output plane's {self.out_size} positions)")
+            raise _bins.bad_index_error(indices, bad, self.out_size)
 
 
 def _max_unpool(x, indices, rank, kernel_size, stride, padding, output_size, layout, out):
     x = check_float_array(x, "x")
     g = _Unpool(rank, x.shape, "x", kernel_size, stride, padding, output_size, layout)
-    idx = _indices(indices, g.pooled_shape, "x")
+    idx = contiguous(_bins.check_indices(indices, g.pooled_shape))
     y = output_array(out, g.unpooled_shape, x.dtype)
     check_no_overlap(y, "out", x, idx)
     bad = _core.max_unpool_forward(g.canonical(contiguous(x), True), g.canonical(idx, True),
@@ -115,13 +104,12 @@ def _max_unpool(x, indices, rank, kernel_size, stride, padding, output_size, lay
 
 def _max_unpool_backward(grad_output, indices, rank, kernel_size, stride, padding, output_size, layout, out):
     grad_output = check_float_array(grad_output, "grad_output")
-    if not isinstance(indices, np.ndarray):
-        raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
-    g = _Unpool(rank, indices.shape, "indices", kernel_size, stride, padding, output_size, layout)
+    idx = _bins.check_indices(indices, np.shape(indices))
+    g = _Unpool(rank, idx.shape, "indices", kernel_size, stride, padding, output_size, layout)
+    idx = contiguous(idx)
     if grad_output.shape != g.unpooled_shape:
         raise ValueError(f"grad_output has shape {grad_output.shape}, expected {g.unpooled_shape} (the forward "
                          f"output's)")
-    idx = _indices(indices, g.pooled_shape, "indices")
     gx = output_array(out, g.pooled_shape, grad_output.dtype)
     check_no_overlap(gx, "out", grad_output, idx)
     bad = _core.max_unpool_backward(g.canonical(contiguous(grad_output), False), g.canonical(idx, True),
