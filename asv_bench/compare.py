@@ -76,6 +76,11 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
     ("center_pool", (4, 128, 128, 128), {}),
     # SoftPool in place of a ResNet stem's max pooling.
     ("soft_pool2d", (32, 64, 112, 112), dict(kernel_size=3, stride=2, padding=1)),
+    # Mixed max-average pooling (alpha learned: forward + backward row) in the same place.
+    ("mixed_pool2d", (32, 64, 112, 112), dict(alpha=0.5, kernel_size=3, stride=2, padding=1)),
+    # Stochastic pooling (Zeiler & Fergus), training: a draw per window (the backward draws
+    # again from the seed), in the same place.
+    ("stochastic_pool2d", (32, 64, 112, 112), dict(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), seed=1)),
     # SegNet's decoder: max unpooling of a 2x2/2 max pool's output by its indices (the
     # shape is the pooling's input; the unpooled output has it too).
     ("max_unpool2d", (8, 64, 224, 224), dict(kernel_size=2, stride=2, padding=0)),
@@ -84,7 +89,7 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
 QUICK_CASES = (0, 3, 5, 11, 12)
 LAYOUTS = ("channels_first", "channels_last")
 PEER_OPS = ("max_pool", "avg_pool", "global_max_pool", "global_avg_pool")  # what ORT / JAX are timed on
-FWD_BWD_OPS = ("gem_pool", "spatial_pyramid_pool")  # with a forward + backward row
+FWD_BWD_OPS = ("gem_pool", "spatial_pyramid_pool", "mixed_pool")  # with a forward + backward row
 
 
 def log(msg: str) -> None:
@@ -420,7 +425,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(table(records, peer_cols))
     print(f"\n'p x' = p's time / fastpool's time (> 1: fastpool faster); roof = fastpool GB/s / copy GB/s; "
           f"torch bwd times .backward() only; NumPy ratios of the 2-thread rows use its 1-thread time;\n"
-          f"f+b = fwd + bwd (sum of medians); torch GeM / SPP / corner / center pooling are composed of torch ops.\n"
+          f"f+b = fwd + bwd (sum of medians); torch GeM / SPP / corner / center / soft / mixed / stochastic pooling are composed of torch ops.\n"
           f"total {time.perf_counter() - t_start:.1f} s")
     other_load = load.report()
     if other_load:

@@ -1,4 +1,4 @@
-// Bindings of the bin reductions (global, adaptive, pyramid, strip, LP, GeM):
+// Bindings of the bin reductions (global, adaptive, pyramid, strip, LP, GeM, SoftPool, mixed):
 // build the bins through cpp/, check arrays, release the GIL, call cpp/.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -21,7 +21,7 @@ using fastpool::AxisBins;
 using fastpool::BinLevel;
 using fastpool::BinProblem;
 using fastpool::BinReduce;
-using fastpool::PowerParams;
+using fastpool::BinParams;
 
 namespace {
 
@@ -52,6 +52,9 @@ BinReduce parse_op(const std::string& op) {
   if (op == "lp") return BinReduce::lp;
   if (op == "gem") return BinReduce::gem;
   if (op == "soft") return BinReduce::soft;
+  if (op == "mixed") return BinReduce::mixed;
+  if (op == "stochastic") return BinReduce::stochastic;
+  if (op == "stochastic_mean") return BinReduce::stochastic_mean;
   throw py::value_error("unknown reduction " + op);
 }
 
@@ -148,10 +151,12 @@ std::vector<LevelArgs> level_args(const py::list& levels) {
 }
 
 template <class T>
-PowerParams<T> power(double p, const std::optional<py::array>& p_channel, double eps, const BinProblem& pb) {
-  PowerParams<T> pp;
+BinParams<T> params(double p, const std::optional<py::array>& p_channel, double eps, std::uint64_t seed,
+                    const BinProblem& pb) {
+  BinParams<T> pp;
   pp.p = T(p);
   pp.eps = T(eps);
+  pp.seed = seed;
   if (p_channel) {
     if (!p_channel->dtype().is(py::dtype::of<T>())) throw py::type_error("p must have x's dtype");
     check_contiguous(*p_channel, "p", false);
@@ -163,24 +168,22 @@ PowerParams<T> power(double p, const std::optional<py::array>& p_channel, double
 }
 
 template <class T>
-void forward_t(const py::array& x, const BinProblem& pb, BinReduce op, const std::vector<LevelArgs>& args, double p,
-               const std::optional<py::array>& p_channel, double eps, int threads) {
+index_t forward_t(const py::array& x, const BinProblem& pb, BinReduce op, const std::vector<LevelArgs>& args, double p,
+                  const std::optional<py::array>& p_channel, double eps, std::uint64_t seed, int threads) {
   const std::vector<BinLevel<T>> lv = make_levels<T>(args, pb, true);
-  const PowerParams<T> pp = power<T>(p, p_channel, eps, pb);
+  const BinParams<T> pp = params<T>(p, p_channel, eps, seed, pb);
   py::gil_scoped_release release;
-  fastpool::bin_forward(static_cast<const T*>(x.data()), pb, op, pp, lv.data(), int(lv.size()), threads);
+  return fastpool::bin_forward(static_cast<const T*>(x.data()), pb, op, pp, lv.data(), int(lv.size()), threads);
 }
 
-void forward(const py::array& x, bool channels_last, const std::string& op, const py::list& levels, double p,
-             std::optional<py::array> p_channel, double eps, int threads) {
+index_t forward(const py::array& x, bool channels_last, const std::string& op, const py::list& levels, double p,
+                std::optional<py::array> p_channel, double eps, std::uint64_t seed, int threads) {
   const DType dt = dtype_of(x, "x");
   check_contiguous(x, "x", false);
   const BinProblem pb = problem(x, channels_last, "x");
   const std::vector<LevelArgs> args = level_args(levels);
-  if (dt == DType::f32)
-    forward_t<float>(x, pb, parse_op(op), args, p, p_channel, eps, threads);
-  else
-    forward_t<double>(x, pb, parse_op(op), args, p, p_channel, eps, threads);
+  if (dt == DType::f32) return forward_t<float>(x, pb, parse_op(op), args, p, p_channel, eps, seed, threads);
+  return forward_t<double>(x, pb, parse_op(op), args, p, p_channel, eps, seed, threads);
 }
 
 template <class T>
@@ -188,7 +191,7 @@ index_t backward_t(const std::optional<py::array>& x, py::array& gx, const BinPr
                    const std::vector<LevelArgs>& args, double p, const std::optional<py::array>& p_channel, double eps,
                    std::optional<py::array>& grad_p, int threads) {
   const std::vector<BinLevel<T>> lv = make_levels<T>(args, pb, false);
-  const PowerParams<T> pp = power<T>(p, p_channel, eps, pb);
+  const BinParams<T> pp = params<T>(p, p_channel, eps, 0, pb);
   T* gp = nullptr;
   if (grad_p) {
     if (!grad_p->dtype().is(py::dtype::of<T>())) throw py::type_error("grad_p must have x's dtype");
@@ -233,7 +236,7 @@ void register_bins(py::module_& m) {
       .def_property_readonly("in_sizes", &Bins::in_sizes)
       .def_property_readonly("out_sizes", &Bins::out_sizes);
   m.def("bin_forward", &forward, py::arg("x"), py::arg("channels_last"), py::arg("op"), py::arg("levels"),
-        py::arg("p"), py::arg("p_channel"), py::arg("eps"), py::arg("threads"));
+        py::arg("p"), py::arg("p_channel"), py::arg("eps"), py::arg("seed"), py::arg("threads"));
   m.def("bin_backward", &backward, py::arg("x"), py::arg("out"), py::arg("channels_last"), py::arg("op"),
         py::arg("levels"), py::arg("p"), py::arg("p_channel"), py::arg("eps"), py::arg("grad_p"), py::arg("threads"));
 }

@@ -1186,3 +1186,106 @@ def soft_pool_backward(grad_output: np.ndarray, x: np.ndarray, kernel_size, stri
     if magnitude:
         return _from_ncs(gx.astype(np.float64), batched, layout)
     return _from_ncs(gx.astype(x.dtype), batched, layout)
+
+
+# ============================================================================ Mixed pooling
+# Mixed max-average pooling (Lee, Gallagher & Tu 2016; Yu et al. 2014), written from the
+# definition and built from the max and average pooling references above (nothing else):
+#
+#   y          = alpha max + (1 - alpha) avg           (applied as written: 0 * inf is NaN)
+#   grad_x     = max_pool_backward(alpha g) + avg_pool_backward((1 - alpha) g)
+#   grad_alpha = sum of g (max - avg) over the batch and the windows (and the channels
+#                for a scalar alpha)
+#
+# max is max_pool's (padding never wins, NaN propagates, the argmax by max_pool's scan),
+# avg is avg_pool's with the same count_include_pad (None: True for numeric padding,
+# False for "same"). alpha is a scalar or one value per channel (shape (C,)), taken in
+# x's dtype (the value the kernels use) and broadcast over the channel axis of either
+# layout. Arithmetic in float64 (avg of the float64 input, unrounded), results cast to
+# x's dtype.
+
+
+def _mixed_alpha(alpha: Any, channels: int, rank: int, dtype: Any) -> np.ndarray:
+    """alpha in x's dtype, as float64, broadcastable against (N, C, *out)."""
+    a = np.asarray(alpha, dtype=np.float64)
+    if a.ndim != 0 and a.shape != (channels,):
+        raise ValueError(f"alpha must be a scalar or have shape ({channels},), got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"alpha must be finite, got {alpha!r}")
+    a = a.astype(dtype).astype(np.float64)
+    return a if a.ndim == 0 else a.reshape((1, channels) + (1,) * rank)
+
+
+def _mixed_parts(x: np.ndarray, alpha: Any, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
+                 layout):
+    """(alpha, max, avg, avg of |x|) in float64, the last three (N, C, *out), batched, rank."""
+    rank = _rank(kernel_size, x.ndim)
+    geo = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode, dilation=dilation,
+               layout=layout)
+    m, _ = max_pool(x, **geo)
+    x64 = x.astype(np.float64)
+    avg = avg_pool(x64, count_include_pad=count_include_pad, **geo)
+    avg_abs = avg_pool(np.abs(x64), count_include_pad=count_include_pad, **geo)
+    mc, batched = _to_ncs(m.astype(np.float64), rank, layout)
+    avgc, _ = _to_ncs(avg, rank, layout)
+    absc, _ = _to_ncs(avg_abs, rank, layout)
+    a = _mixed_alpha(alpha, mc.shape[1], rank, x.dtype)
+    return a, mc, avgc, absc, batched, rank
+
+
+def mixed_pool(x: np.ndarray, alpha: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               count_include_pad=None, layout="channels_first") -> np.ndarray:
+    """Reference mixed pooling: alpha max_pool(x) + (1 - alpha) avg_pool(x)."""
+    x = np.asarray(x)
+    a, m, avg, _, batched, _ = _mixed_parts(x, alpha, kernel_size, stride, padding, dilation, ceil_mode,
+                                            count_include_pad, layout)
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = a * m + (1.0 - a) * avg
+    return _from_ncs(y.astype(x.dtype), batched, layout)
+
+
+def mixed_pool_scale(x: np.ndarray, alpha: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                     count_include_pad=None, layout="channels_first") -> np.ndarray:
+    """The error scale of each forward result, |alpha| |max| + |1 - alpha| avg(|x|)
+    (float64, the output's shape): the terms' magnitudes, the sum's in the average."""
+    x = np.asarray(x)
+    a, m, _, avg_abs, batched, _ = _mixed_parts(x, alpha, kernel_size, stride, padding, dilation, ceil_mode,
+                                                count_include_pad, layout)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = np.abs(a) * np.abs(m) + np.abs(1.0 - a) * avg_abs
+    return _from_ncs(s, batched, layout)
+
+
+def mixed_pool_backward(grad_output: np.ndarray, x: np.ndarray, alpha: Any, kernel_size, stride=None, padding=0,
+                        dilation=1, ceil_mode=False, count_include_pad=None, layout="channels_first",
+                        magnitude: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """Reference mixed backward: (grad_x, grad_alpha).
+
+    grad_x = max_pool_backward(alpha g, x) + avg_pool_backward((1 - alpha) g);
+    grad_alpha = sum g (max - avg), alpha's shape (0-d for a scalar), x's dtype. With
+    ``magnitude``: error scales instead (float64), the same sums of the |terms|
+    (|alpha g| at the argmax, |(1 - alpha) g| / D at each tap; |g| (|max| + avg(|x|)))."""
+    x = np.asarray(x)
+    a, m, avg, avg_abs, batched, rank = _mixed_parts(x, alpha, kernel_size, stride, padding, dilation, ceil_mode,
+                                                     count_include_pad, layout)
+    gc, _ = _to_ncs(np.asarray(grad_output), rank, layout)
+    if gc.shape != m.shape:
+        raise ValueError(f"grad_output has shape {gc.shape}, expected {m.shape}")
+    g = gc.astype(np.float64)
+    to_user = lambda v: _from_ncs(v, batched, layout)  # noqa: E731
+    geo = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode, dilation=dilation,
+               layout=layout)
+    g_max, g_avg = a * g, (1.0 - a) * g
+    if magnitude:
+        g_max, g_avg = np.abs(g_max), np.abs(g_avg)
+    # x in float64 (the same argmax; an exact conversion) so the routed sums stay float64
+    gx = (max_pool_backward(to_user(g_max), x.astype(np.float64), **geo)
+          + avg_pool_backward(to_user(g_avg), x.shape, count_include_pad=count_include_pad, **geo))
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = np.abs(g) * (np.abs(m) + avg_abs) if magnitude else g * (m - avg)
+        axes = tuple(i for i in range(terms.ndim) if i != 1 or a.ndim == 0)
+        ga = terms.sum(axis=axes)
+    shape = () if a.ndim == 0 else (a.size,)
+    if magnitude:
+        return gx, np.asarray(ga, np.float64).reshape(shape)
+    return gx.astype(x.dtype), np.asarray(ga, dtype=x.dtype).reshape(shape)

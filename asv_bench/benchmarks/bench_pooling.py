@@ -109,3 +109,17 @@ class SoftPool2d(_Pool):
 
     def backward(self):
         return fastpool.soft_pool_backward(self.g, self.x, layout=self.layout, **self.geom)
+
+
+class MixedPool2d(_Pool):
+    """Mixed max-average pooling (Lee et al.), alpha = 0.5, with a ResNet stem's window."""
+
+    kind = "mixed"
+    families = {"resnet50_stem": RESNET50_STEM}
+    params = _params(families)
+
+    def forward(self):
+        return fastpool.mixed_pool(self.x, 0.5, layout=self.layout, **self.geom)
+
+    def backward(self):
+        return fastpool.mixed_pool_backward(self.g, self.x, 0.5, layout=self.layout, **self.geom)

@@ -2,6 +2,7 @@
 #include "fastpool/ops.hpp"
 
 #include <atomic>
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -183,28 +184,30 @@ void avg_pool_backward(const T* gy, T* gx, const PoolGeometry& g, const AvgOptio
 }
 
 template <class T>
-static void check_power(const BinProblem& pb, BinReduce op, const PowerParams<T>& pp) {
-  if (op != BinReduce::lp && op != BinReduce::gem) return;
-  auto bad = [](T p) { return !(p > T(0)) || p == T(__builtin_inf()); };
+static void check_power(const BinProblem& pb, BinReduce op, const BinParams<T>& pp) {
+  if (op != BinReduce::lp && op != BinReduce::gem && op != BinReduce::mixed) return;
+  const bool mixed = op == BinReduce::mixed;
+  auto bad = [&](T p) { return mixed ? !(std::fabs(p) < T(__builtin_inf())) : !(p > T(0)) || p == T(__builtin_inf()); };
+  const char* what = mixed ? "alpha must be finite" : "p must be finite and > 0";
   if (pp.p_channel) {
     for (index_t c = 0; c < pb.channels; ++c)
-      if (bad(pp.p_channel[c])) throw std::invalid_argument("p must be finite and > 0");
+      if (bad(pp.p_channel[c])) throw std::invalid_argument(what);
   } else if (bad(pp.p)) {
-    throw std::invalid_argument("p must be finite and > 0");
+    throw std::invalid_argument(what);
   }
   if (op == BinReduce::gem && !(pp.eps > T(0))) throw std::invalid_argument("eps must be > 0");
 }
 
 template <class T>
-void bin_forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+index_t bin_forward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<T>& pp,
                  const BinLevel<T>* levels, int n_levels, int threads) {
   check_bins(pb, op, levels, n_levels);
   check_power(pb, op, pp);
-  ops<T>().bin_forward(x, pb, op, pp, levels, n_levels, threads);
+  return ops<T>().bin_forward(x, pb, op, pp, levels, n_levels, threads);
 }
 
 template <class T>
-index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<T>& pp,
                      const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads) {
   check_bins(pb, op, levels, n_levels);
   check_power(pb, op, pp);
@@ -213,8 +216,10 @@ index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const Power
     if ((levels[l].given_indices != nullptr) != (levels[0].given_indices != nullptr))
       throw std::invalid_argument("given indices are needed for every level or for none");
   if (!x && op != BinReduce::avg && !given) throw std::invalid_argument("this backward needs x");
+  if (op == BinReduce::stochastic)  // the draw's gradient goes to its position
+    throw std::invalid_argument("stochastic pooling's backward is max's with the drawn positions as given indices");
   // Per-plane dL/dp, summed over the batch here in a fixed order.
-  std::vector<T> per_plane(op == BinReduce::gem && grad_p ? std::size_t(pb.batch * pb.channels) : 0);
+  std::vector<T> per_plane((op == BinReduce::gem || op == BinReduce::mixed) && grad_p ? std::size_t(pb.batch * pb.channels) : 0);
   const index_t bad = ops<T>().bin_backward(x, pb, op, pp, levels, n_levels, grad_x,
                                             per_plane.empty() ? nullptr : per_plane.data(), threads);
   if (!per_plane.empty())
@@ -262,9 +267,9 @@ index_t max_unpool_backward(const T* gy, const std::int64_t* idx, T* gx, const U
                                         const PoolGeometry&, int);                              \
   template void avg_pool_forward<T>(const T*, T*, const PoolGeometry&, const AvgOptions&, int); \
   template void avg_pool_backward<T>(const T*, T*, const PoolGeometry&, const AvgOptions&, int); \
-  template void bin_forward<T>(const T*, const BinProblem&, BinReduce, const PowerParams<T>&,  \
+  template index_t bin_forward<T>(const T*, const BinProblem&, BinReduce, const BinParams<T>&,  \
                                const BinLevel<T>*, int, int);                                  \
-  template index_t bin_backward<T>(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, \
+  template index_t bin_backward<T>(const T*, const BinProblem&, BinReduce, const BinParams<T>&, \
                                    const BinLevel<T>*, int, T*, T*, int);                    \
   template void line_max_forward<T>(const T*, const T*, T*, const LineProblem&, int);             \
   template void line_max_backward<T>(const T*, const T*, const T*, T*, const LineProblem&, int); \

@@ -173,7 +173,8 @@ void check_bins(const BinProblem& pb, BinReduce op, const BinLevel<T>* levels, i
   if (n_levels < 1) fail("at least one output grid is needed");
   // Argmax positions are tracked in T as (row d*H + h, column): exact below 2**24 in float32.
   const index_t exact = index_t(1) << (sizeof(T) == 4 ? 24 : 53);
-  if (op == BinReduce::max && (pb.in[0] * pb.in[1] > exact || pb.in[2] > exact))
+  const bool positions = op == BinReduce::max || op == BinReduce::mixed || op == BinReduce::stochastic;
+  if (positions && (pb.in[0] * pb.in[1] > exact || pb.in[2] > exact))
     fail("an input of " + std::to_string(pb.in[0] * pb.in[1]) + " rows x " + std::to_string(pb.in[2]) +
          " columns is too large to track its argmax exactly in this dtype");
   for (int l = 0; l < n_levels; ++l) {

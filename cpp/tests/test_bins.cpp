@@ -70,6 +70,9 @@ const char* op_name(BinReduce op) {
     case BinReduce::avg: return "avg";
     case BinReduce::lp: return "lp";
     case BinReduce::soft: return "soft";
+    case BinReduce::mixed: return "mixed";
+    case BinReduce::stochastic: return "stochastic";
+    case BinReduce::stochastic_mean: return "stochastic_mean";
     default: return "gem";
   }
 }
@@ -341,7 +344,7 @@ struct Ref {
 
 // The exponent of channel c.
 template <class T>
-LD p_of(const PowerParams<T>& pp, index_t c) { return LD(pp.p_channel ? pp.p_channel[c] : pp.p); }
+LD p_of(const BinParams<T>& pp, index_t c) { return LD(pp.p_channel ? pp.p_channel[c] : pp.p); }
 
 template <class T>
 LD magnitude(BinReduce op, T v, T eps) {
@@ -351,7 +354,7 @@ LD magnitude(BinReduce op, T v, T eps) {
 
 // Forward reference of avg / lp / gem (max is checked exactly elsewhere).
 template <class T>
-Ref ref_forward(const Case& cs, const std::vector<T>& x, BinReduce op, const PowerParams<T>& pp) {
+Ref ref_forward(const Case& cs, const std::vector<T>& x, BinReduce op, const BinParams<T>& pp) {
   Ref r;
   r.v.assign(std::size_t(cs.out_size), 0);
   r.tol.assign(std::size_t(cs.out_size), 0);
@@ -383,7 +386,7 @@ Ref ref_forward(const Case& cs, const std::vector<T>& x, BinReduce op, const Pow
 // Backward reference: grad_x, and for gem the per-plane dL/dp.
 template <class T>
 void ref_backward(const Case& cs, const std::vector<T>& x, const std::vector<T>& gy, BinReduce op,
-                  const PowerParams<T>& pp, Ref& gx, Ref& gp) {
+                  const BinParams<T>& pp, Ref& gx, Ref& gp) {
   const BinProblem& pb = cs.pb;
   gx.v.assign(std::size_t(pb.size()), 0);
   gx.tol.assign(std::size_t(pb.size()), 0);
@@ -491,6 +494,100 @@ void ref_soft(const Case& cs, const std::vector<T>& x, const std::vector<T>& gy,
   });
 }
 
+// Mixed pooling reference, y = alpha max + (1 - alpha) sum / D; grad_x: alpha g at the
+// argmax (scan rule v > best), (1 - alpha) g / D at every tap; dL/dalpha per plane
+// g (max - avg).
+template <class T>
+void ref_mixed(const Case& cs, const std::vector<T>& x, const std::vector<T>& gy, const BinParams<T>& pp, Ref& ry,
+               Ref& rg, Ref& ra) {
+  const BinProblem& pb = cs.pb;
+  ry.v.assign(std::size_t(cs.out_size), 0);
+  ry.tol.assign(std::size_t(cs.out_size), 0);
+  rg.v.assign(std::size_t(pb.size()), 0);
+  rg.tol.assign(std::size_t(pb.size()), 0);
+  ra.v.assign(std::size_t(pb.batch * pb.channels), 0);
+  ra.tol.assign(std::size_t(pb.batch * pb.channels), 0);
+  const LD u = unit_roundoff<T>();
+  each_bin(cs, [&](std::size_t, index_t n, index_t c, index_t at, const std::vector<index_t>& taps, index_t div) {
+    const LD nt = LD(taps.size()), a = p_of(pp, c), D = LD(div);
+    T best = x[std::size_t(x_index(pb, n, c, taps[0]))];
+    index_t arg = taps[0];
+    LD s = 0, sa = 0;
+    for (index_t q : taps) {
+      const T v = x[std::size_t(x_index(pb, n, c, q))];
+      if (v > best) best = v, arg = q;
+      s += LD(v);
+      sa += std::fabs(LD(v));
+    }
+    const LD avg = s / D, tavg = (nt + 2) * u * sa / D;  // the sum's and the division's rounding
+    const LD y = a * LD(best) + (1 - a) * avg;
+    ry.v[std::size_t(at)] = y;
+    ry.tol[std::size_t(at)] = 4 * (std::fabs(1 - a) * tavg + (std::fabs(a * LD(best)) + std::fabs((1 - a) * avg) + std::fabs(y)) * u);
+    const LD g = LD(gy[std::size_t(at)]);
+    for (index_t q : taps) {
+      const std::size_t i = std::size_t(x_index(pb, n, c, q));
+      const LD d = (1 - a) * g / D + (q == arg ? a * g : 0);
+      rg.v[i] += d;
+      rg.tol[i] += 4 * u * (std::fabs((1 - a) * g / D) + std::fabs(d) + (q == arg ? std::fabs(a * g) : 0));
+    }
+    const std::size_t pi = std::size_t(n * pb.channels + c);
+    ra.v[pi] += g * (LD(best) - avg);
+    ra.tol[pi] += 4 * std::fabs(g) * (tavg + (std::fabs(LD(best)) + std::fabs(avg)) * u) + 4 * u * std::fabs(ra.v[pi]);
+  });
+}
+
+// Stochastic pooling's documented draw, written out again: u from splitmix64's output
+// function of (seed, plane, bin); the first tap whose running sum (in T, tap order)
+// exceeds u S, else the last tap where the running sum equals S and the tap is > 0,
+// else the first tap.
+std::uint64_t ref_mix64(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+template <class T>
+T ref_uniform(std::uint64_t seed, index_t plane, index_t bin) {
+  const std::uint64_t h = ref_mix64(seed ^ (std::uint64_t(plane) * 0x9e3779b97f4a7c15ULL));
+  const std::uint64_t z = ref_mix64(h + std::uint64_t(bin) * 0xd1b54a32d192ed03ULL);
+  return sizeof(T) == 4 ? T(double(z >> 40) / 16777216.0) : T(double(z >> 11) / 9007199254740992.0);
+}
+
+// Calls f(n, c, output position, the drawn tap) for every bin of level 0.
+template <class T, class F>
+void ref_draws(const Case& cs, const std::vector<T>& x, std::uint64_t seed, F&& f) {
+  const BinProblem& pb = cs.pb;
+  const Grid& g = cs.grids[0];
+  const index_t bins_per_plane = g.ax[0].out * g.ax[1].out * g.ax[2].out;
+  std::vector<index_t> taps;
+  for (index_t bin = 0; bin < bins_per_plane; ++bin) {
+    const index_t od = bin / (g.ax[1].out * g.ax[2].out), oh = bin / g.ax[2].out % g.ax[1].out, ow = bin % g.ax[2].out;
+    taps.clear();
+    for (index_t a = 0; a < g.ax[0].count[od]; ++a)
+      for (index_t b = 0; b < g.ax[1].count[oh]; ++b)
+        for (index_t j = 0; j < g.ax[2].count[ow]; ++j)
+          taps.push_back(((g.ax[0].first[od] + a * g.ax[0].step) * pb.in[1] + g.ax[1].first[oh] + b * g.ax[1].step) *
+                             pb.in[2] + g.ax[2].first[ow] + j * g.ax[2].step);
+    for (index_t n = 0; n < pb.batch; ++n)
+      for (index_t c = 0; c < pb.channels; ++c) {
+        auto val = [&](index_t q) { return x[std::size_t(x_index(pb, n, c, q))]; };
+        T s = val(taps[0]);
+        for (std::size_t i = 1; i < taps.size(); ++i) s += val(taps[i]);
+        const T t = ref_uniform<T>(seed, n * pb.channels + c, bin) * s;
+        index_t pick = taps[0];
+        T run = 0;
+        for (index_t q : taps) {
+          const T prev = run;
+          run += val(q);
+          if (!(prev > t) && (run > t || (run == s && val(q) > 0))) pick = q;
+        }
+        const index_t at =
+            g.off + n * g.stride_n + c * g.stride_c + od * g.stride[0] + oh * g.stride[1] + ow * g.stride[2];
+        f(n, c, at, pick);
+      }
+  }
+}
+
 template <class T>
 void check_ref(const std::string& what, const std::vector<T>& got, const Ref& ref, const std::vector<char>* mask) {
   ++comparisons;
@@ -527,6 +624,127 @@ std::vector<T> make_x(Rng& rng, const Case& cs, BinReduce op, T eps, int scale_e
     for (std::size_t i = 0; i < x.size(); i += std::size_t(pick(rng, 1, 40))) x[i] = small[pick(rng, 0, 5)];
   }
   return x;
+}
+
+// Stochastic pooling: the draws (exact, against ref_draws) and the inference form
+// sum x^2 / sum x with its gradient (2x - y) / S, on non-negative data with zeros and
+// ties; a negative value, a NaN or an inf inside a bin is reported.
+template <class T, class Who, class Threads, class Cover>
+void check_stochastic(Rng& rng, const Case& cs, Who& who, Threads& threads_of, Cover& check_cover) {
+  const BinProblem& pb = cs.pb;
+  const PoolKernels<T>& ref = kernels_of<T>(kernel_table(Isa::scalar));
+  const std::vector<Isa> isas = available_isas();
+  const std::size_t O = std::size_t(cs.out_size), X = std::size_t(pb.size());
+  const T ysent = T(-12345.25);  // check_case's sentinels
+  const std::int64_t isent = -7;
+  const std::string tag = std::string(sizeof(T) == 4 ? "f32" : "f64") + " case " + std::to_string(cs.id);
+  std::vector<T> x = make_x<T>(rng, cs, BinReduce::avg, T(0), 0, false);
+  for (auto& v : x) v = std::fabs(v) < T(0.75) ? T(0) : std::fabs(v);  // ReLU-like: many zeros, ties
+  std::vector<T> gy(O);
+  for (auto& v : gy) v = T(pick(rng, -8, 8)) / T(4);
+  BinParams<T> pp;
+  pp.seed = (std::uint64_t(rng()) << 32) ^ std::uint64_t(rng());
+  // draws: values and positions
+  if (cs.grids.size() == 1) {
+    std::vector<T> y0(O, ysent);
+    std::vector<std::int64_t> i0(O, isent);
+    auto lv = levels_of<T>(cs, y0.data(), i0.data(), nullptr, nullptr);
+    const index_t r0 = ref.bin_forward(x.data(), pb, BinReduce::stochastic, pp, lv.data(), int(lv.size()), 1);
+    ++comparisons;
+    if (r0 != -1) fail("scalar stochastic forward " + tag + " reported an invalid value");
+    ++comparisons;
+    bool ok = true;
+    ref_draws(cs, x, pp.seed, [&](index_t n, index_t c, index_t at, index_t q) {
+      if (!ok) return;
+      const T want = x[std::size_t(x_index(pb, n, c, q))];
+      if (i0[std::size_t(at)] != q || std::memcmp(&y0[std::size_t(at)], &want, sizeof(T)) != 0) {
+        fail("scalar stochastic forward " + tag + " at output " + std::to_string(at) + ": drew @" +
+             std::to_string(i0[std::size_t(at)]) + ", want @" + std::to_string(q));
+        ok = false;
+      }
+    });
+    for (std::size_t k = 0; k < isas.size(); ++k) {
+      const PoolKernels<T>& kk = kernels_of<T>(kernel_table(isas[k]));
+      std::vector<T> y1(O, ysent), y2(O, ysent);
+      std::vector<std::int64_t> i1(O, isent);
+      auto l1 = levels_of<T>(cs, y1.data(), i1.data(), nullptr, nullptr);
+      auto l2 = levels_of<T>(cs, y2.data(), nullptr, nullptr, nullptr);
+      kk.bin_forward(x.data(), pb, BinReduce::stochastic, pp, l1.data(), int(l1.size()), threads_of(k));
+      kk.bin_forward(x.data(), pb, BinReduce::stochastic, pp, l2.data(), int(l2.size()), threads_of(k));
+      comparisons += 3;
+      if (!same_bits(y0, y1)) fail(who(k, "stochastic forward") + first_diff(y0, y1));
+      if (i0 != i1) fail(who(k, "stochastic forward indices") + first_diff(i0, i1));
+      if (!same_bits(y0, y2)) fail(who(k, "stochastic forward (no indices)") + first_diff(y0, y2));
+    }
+  }
+  // inference form
+  {
+    std::vector<T> y0(O, ysent), g0(X, ysent);
+    auto lv = levels_of<T>(cs, y0.data(), nullptr, gy.data(), nullptr);
+    ref.bin_forward(x.data(), pb, BinReduce::stochastic_mean, pp, lv.data(), int(lv.size()), 1);
+    ref.bin_backward(x.data(), pb, BinReduce::stochastic_mean, pp, lv.data(), int(lv.size()), g0.data(), nullptr, 1);
+    Ref ry, rg;
+    ry.v.assign(O, 0);
+    ry.tol.assign(O, 0);
+    rg.v.assign(X, 0);
+    rg.tol.assign(X, 0);
+    const LD u = unit_roundoff<T>();
+    each_bin(cs, [&](std::size_t, index_t n, index_t c, index_t at, const std::vector<index_t>& taps, index_t) {
+      LD s = 0, q = 0;
+      for (index_t t : taps) {
+        const LD v = LD(x[std::size_t(x_index(pb, n, c, t))]);
+        s += v;
+        q += v * v;
+      }
+      const LD nt = LD(taps.size()), y = s == 0 ? 0 : q / s, g = LD(gy[std::size_t(at)]);
+      ry.v[std::size_t(at)] = y;
+      ry.tol[std::size_t(at)] = 4 * (nt + 2) * u * y;
+      if (s == 0) return;
+      for (index_t t : taps) {
+        const std::size_t i = std::size_t(x_index(pb, n, c, t));
+        const LD v = LD(x[i]);
+        rg.v[i] += g * (2 * v - y) / s;
+        rg.tol[i] += 8 * (nt + 4) * u * std::fabs(g) * (2 * v + y) / s;
+      }
+    });
+    check_cover("scalar stochastic_mean forward " + tag, y0, nullptr);
+    check_ref("scalar stochastic_mean forward " + tag, y0, ry, &cs.covered);
+    check_ref("scalar stochastic_mean backward " + tag, g0, rg, nullptr);
+    for (std::size_t k = 0; k < isas.size(); ++k) {
+      const PoolKernels<T>& kk = kernels_of<T>(kernel_table(isas[k]));
+      std::vector<T> y1(O, ysent), g1(X, ysent);
+      auto l1 = levels_of<T>(cs, y1.data(), nullptr, gy.data(), nullptr);
+      kk.bin_forward(x.data(), pb, BinReduce::stochastic_mean, pp, l1.data(), int(l1.size()), threads_of(k));
+      kk.bin_backward(x.data(), pb, BinReduce::stochastic_mean, pp, l1.data(), int(l1.size()), g1.data(), nullptr,
+                      threads_of(k));
+      comparisons += 2;
+      if (!same_bits(y0, y1)) fail(who(k, "stochastic_mean forward") + first_diff(y0, y1));
+      if (!same_bits(g0, g1)) fail(who(k, "stochastic_mean backward") + first_diff(g0, g1));
+    }
+  }
+  // a value that is no weight, inside some bin: reported by every path and form
+  std::vector<index_t> inside;
+  each_bin(cs, [&](std::size_t, index_t n, index_t c, index_t, const std::vector<index_t>& taps, index_t) {
+    if (inside.size() < 64) inside.push_back(x_index(pb, n, c, taps[taps.size() / 2]));
+  });
+  const T bad_values[] = {T(-0.5), T(NAN), T(INFINITY), T(-INFINITY)};
+  std::vector<T> xb = x;
+  xb[std::size_t(inside[std::size_t(pick(rng, 0, int(inside.size()) - 1))])] = bad_values[cs.id % 4];
+  for (std::size_t k = 0; k < isas.size(); ++k) {
+    const PoolKernels<T>& kk = kernels_of<T>(kernel_table(isas[k]));
+    std::vector<T> y1(O, ysent), g1(X, ysent);
+    auto l1 = levels_of<T>(cs, y1.data(), nullptr, gy.data(), nullptr);
+    for (BinReduce op : {BinReduce::stochastic, BinReduce::stochastic_mean}) {
+      if (op == BinReduce::stochastic && cs.grids.size() != 1) continue;
+      ++comparisons;
+      if (kk.bin_forward(xb.data(), pb, op, pp, l1.data(), int(l1.size()), threads_of(k)) != 0)
+        fail(who(k, (std::string(op_name(op)) + " forward: invalid value not reported").c_str()));
+    }
+    ++comparisons;
+    if (kk.bin_backward(xb.data(), pb, BinReduce::stochastic_mean, pp, l1.data(), int(l1.size()), g1.data(), nullptr,
+                        threads_of(k)) != 0)
+      fail(who(k, "stochastic_mean backward: invalid value not reported"));
+  }
 }
 
 // ------------------------------------------------------------------ comparisons
@@ -571,7 +789,7 @@ void check_case(Rng& rng, const Case& cs) {
   {
     const bool nans = cs.id % 2 == 0;
     const std::vector<T> x = make_x<T>(rng, cs, BinReduce::max, eps, scale_exp, nans);
-    const PowerParams<T> pp;
+    const BinParams<T> pp;
     std::vector<T> y0(O, ysent);
     std::vector<std::int64_t> i0(O, isent);
     auto lv = levels_of<T>(cs, y0.data(), i0.data(), nullptr, nullptr);
@@ -664,7 +882,7 @@ void check_case(Rng& rng, const Case& cs) {
   // ---------------------------------------------------------------- avg
   {
     const std::vector<T> x = make_x<T>(rng, cs, BinReduce::avg, eps, scale_exp, false);
-    const PowerParams<T> pp;
+    const BinParams<T> pp;
     std::vector<T> y0(O, ysent), g0(X, ysent);
     auto lv = levels_of<T>(cs, y0.data(), nullptr, gy.data(), nullptr);
     ref.bin_forward(x.data(), pb, BinReduce::avg, pp, lv.data(), int(lv.size()), 1);
@@ -697,7 +915,7 @@ void check_case(Rng& rng, const Case& cs) {
     const int v0 = (cs.id * 2) % 6, v1 = (cs.id * 2 + 1 + cs.id / 3) % 6;
     const int n_var = op == BinReduce::gem || cs.id % 2 ? 3 : 2;
     for (int var = 0; var < n_var; ++var) {
-      PowerParams<T> pp;
+      BinParams<T> pp;
       pp.eps = eps;
       std::string pdesc;
       if (var < 2) {
@@ -773,7 +991,7 @@ void check_case(Rng& rng, const Case& cs) {
   // ---------------------------------------------------------------- soft
   {
     const std::vector<T> x = make_x<T>(rng, cs, BinReduce::soft, eps, scale_exp, false);
-    const PowerParams<T> pp;
+    const BinParams<T> pp;
     std::vector<T> y0(O, ysent), g0(X, ysent);
     auto lv = levels_of<T>(cs, y0.data(), nullptr, gy.data(), nullptr);
     ref.bin_forward(x.data(), pb, BinReduce::soft, pp, lv.data(), int(lv.size()), 1);
@@ -794,6 +1012,47 @@ void check_case(Rng& rng, const Case& cs) {
       if (!same_bits(g0, g1)) fail(who(k, "soft_backward") + first_diff(g0, g1));
     }
   }
+
+  // ---------------------------------------------------------------- mixed
+  {
+    const std::vector<T> x = make_x<T>(rng, cs, BinReduce::avg, eps, scale_exp, false);
+    std::vector<T> a_channel(std::size_t(pb.channels));
+    static const double kAlpha[] = {0, 1, 0.25, 0.5, 0.75, -0.5, 1.5, 0.3};
+    for (auto& a : a_channel) a = T(kAlpha[pick(rng, 0, 7)]);
+    for (int var = 0; var < 2; ++var) {
+      BinParams<T> pp;
+      pp.p = T(kAlpha[cs.id % 8]);
+      if (var == 1) pp.p_channel = a_channel.data();
+      const std::string name = var ? "mixed (alpha per channel)" : "mixed alpha=" + std::to_string(double(pp.p));
+      std::vector<T> y0(O, ysent), g0(X, ysent), g0n(X, ysent), ga0(planes, ysent);
+      auto lv = levels_of<T>(cs, y0.data(), nullptr, gy.data(), nullptr);
+      ref.bin_forward(x.data(), pb, BinReduce::mixed, pp, lv.data(), int(lv.size()), 1);
+      ref.bin_backward(x.data(), pb, BinReduce::mixed, pp, lv.data(), int(lv.size()), g0.data(), ga0.data(), 1);
+      ref.bin_backward(x.data(), pb, BinReduce::mixed, pp, lv.data(), int(lv.size()), g0n.data(), nullptr, 1);
+      Ref ry, rg, ra;
+      ref_mixed(cs, x, gy, pp, ry, rg, ra);
+      check_cover("scalar " + name + " forward " + tag, y0, nullptr);
+      check_ref("scalar " + name + " forward " + tag, y0, ry, &cs.covered);
+      check_ref("scalar " + name + " backward " + tag, g0, rg, nullptr);
+      check_ref("scalar " + name + " backward grad_alpha " + tag, ga0, ra, nullptr);
+      ++comparisons;
+      if (!same_bits(g0, g0n)) fail("scalar " + name + " backward: grad_x with and without grad_alpha " + tag);
+      for (std::size_t k = 0; k < isas.size(); ++k) {
+        const PoolKernels<T>& kk = kernels_of<T>(kernel_table(isas[k]));
+        std::vector<T> y1(O, ysent), g1(X, ysent), ga1(planes, ysent);
+        auto l1 = levels_of<T>(cs, y1.data(), nullptr, gy.data(), nullptr);
+        kk.bin_forward(x.data(), pb, BinReduce::mixed, pp, l1.data(), int(l1.size()), threads_of(k));
+        kk.bin_backward(x.data(), pb, BinReduce::mixed, pp, l1.data(), int(l1.size()), g1.data(), ga1.data(),
+                        threads_of(k));
+        comparisons += 3;
+        if (!same_bits(y0, y1)) fail(who(k, (name + " forward").c_str()) + first_diff(y0, y1));
+        if (!same_bits(g0, g1)) fail(who(k, (name + " backward").c_str()) + first_diff(g0, g1));
+        if (!same_bits(ga0, ga1)) fail(who(k, (name + " backward grad_alpha").c_str()) + first_diff(ga0, ga1));
+      }
+    }
+  }
+
+  check_stochastic<T>(rng, cs, who, threads_of, check_cover);
 }
 
 // ------------------------------------------------------------------ hand-computed
@@ -851,7 +1110,7 @@ void hand_checks() {
         std::vector<T> y(std::size_t(4 * C));
         std::vector<std::int64_t> idx(std::size_t(4 * C));
         const BinLevel<T> lv = t.level(y.data(), idx.data(), nullptr, nullptr);
-        k.bin_forward(x.data(), t.pb, BinReduce::max, PowerParams<T>(), &lv, 1, 1);
+        k.bin_forward(x.data(), t.pb, BinReduce::max, BinParams<T>(), &lv, 1, 1);
         const double want[] = {3, 3, 5, 5};
         const std::int64_t want_i[] = {1, 1, 4, 4};
         for (index_t o = 0; o < 4; ++o) {
@@ -868,7 +1127,7 @@ void hand_checks() {
           std::vector<T> y(std::size_t(out * C));
           std::vector<std::int64_t> idx(std::size_t(out * C));
           const BinLevel<T> lv = t.level(y.data(), idx.data(), nullptr, nullptr);
-          k.bin_forward(x.data(), t.pb, BinReduce::max, PowerParams<T>(), &lv, 1, 1);
+          k.bin_forward(x.data(), t.pb, BinReduce::max, BinParams<T>(), &lv, 1, 1);
           const std::int64_t want_i[2][2] = {{3, -1}, {1, 3}};
           for (index_t o = 0; o < out; ++o) {
             const std::size_t i = std::size_t(C > 1 ? o * C + last : o);
@@ -887,13 +1146,13 @@ void hand_checks() {
         const std::vector<T> g1 = t.spread({1, 2, 4}), g2 = t.spread({2, 3, 4});
         std::vector<T> gx(x.size());
         BinLevel<T> lv = t.level(nullptr, nullptr, g1.data(), nullptr);
-        k.bin_backward(x.data(), t.pb, BinReduce::max, PowerParams<T>(), &lv, 1, gx.data(), nullptr, 1);
+        k.bin_backward(x.data(), t.pb, BinReduce::max, BinParams<T>(), &lv, 1, gx.data(), nullptr, 1);
         const double want_max[] = {0, 3, 0, 0, 4}, want_avg[] = {1, 2, 1, 3, 2};
         for (index_t q = 0; q < 5; ++q)
           expect_near(at + "max backward position " + std::to_string(q), gx[std::size_t(q * C + last)],
                       want_max[q], 0);
         lv = t.level(nullptr, nullptr, g2.data(), nullptr);
-        k.bin_backward(nullptr, t.pb, BinReduce::avg, PowerParams<T>(), &lv, 1, gx.data(), nullptr, 1);
+        k.bin_backward(nullptr, t.pb, BinReduce::avg, BinParams<T>(), &lv, 1, gx.data(), nullptr, 1);
         for (index_t q = 0; q < 5; ++q)
           expect_near(at + "avg backward position " + std::to_string(q), gx[std::size_t(q * C + last)],
                       want_avg[q], tol);
@@ -904,7 +1163,7 @@ void hand_checks() {
         const std::vector<T> g = t.spread({1, 1, 1});
         std::vector<T> gx(std::size_t(5 * C));
         const BinLevel<T> lv = t.level(nullptr, nullptr, g.data(), nullptr);
-        k.bin_backward(nullptr, t.pb, BinReduce::avg, PowerParams<T>(), &lv, 1, gx.data(), nullptr, 1);
+        k.bin_backward(nullptr, t.pb, BinReduce::avg, BinParams<T>(), &lv, 1, gx.data(), nullptr, 1);
         const double want[] = {0.5, 0.5, 1, 0.5, 0.5};
         for (index_t q = 0; q < 5; ++q)
           expect_near(at + "avg backward over dilated windows, position " + std::to_string(q),
@@ -916,7 +1175,7 @@ void hand_checks() {
           const std::vector<T> x = t.spread({1, 2, 3, 4});
           std::vector<T> y(std::size_t(4 * C));
           const BinLevel<T> lv = t.level(y.data(), nullptr, nullptr, nullptr);
-          k.bin_forward(x.data(), t.pb, BinReduce::avg, PowerParams<T>(), &lv, 1, 1);
+          k.bin_forward(x.data(), t.pb, BinReduce::avg, BinParams<T>(), &lv, 1, 1);
           const double w1[] = {1, 2, 3, 7.0 / 3}, w0[] = {1.5, 2, 3, 3.5};
           for (index_t o = 0; o < 4; ++o)
             expect_near(at + (cip ? "window avg (count_include_pad) " : "window avg ") + std::to_string(o),
@@ -928,7 +1187,7 @@ void hand_checks() {
         auto one = [&](BinReduce op, double p, const std::vector<double>& v) {
           const std::vector<T> x = t.spread(v);
           std::vector<T> y(static_cast<std::size_t>(C));
-          PowerParams<T> pp;
+          BinParams<T> pp;
           pp.p = T(p);
           pp.eps = T(1e-6);
           const BinLevel<T> lv = t.level(y.data(), nullptr, nullptr, nullptr);
@@ -1003,7 +1262,7 @@ void error_checks() {
   ++comparisons;
   try {
     check_bins(pb, BinReduce::max, &good, 1);
-    bin_forward<T>(x.data(), pb, BinReduce::avg, PowerParams<T>(), &good, 1, 1);
+    bin_forward<T>(x.data(), pb, BinReduce::avg, BinParams<T>(), &good, 1, 1);
   } catch (const std::exception& e) {
     fail(std::string(dtype<T>()) + " check_bins rejected a valid level: " + e.what());
   }
@@ -1012,9 +1271,9 @@ void error_checks() {
   for (const BinLevel<T>& bad : {level(one, h5, w), level(one, h, w8), level(d2, h, w)}) {
     expect("check_bins with a bins object of another in size", throws([&] { check_bins(pb, BinReduce::avg, &bad, 1); }));
     expect("bin_forward with a bins object of another in size",
-           throws([&] { bin_forward<T>(x.data(), pb, BinReduce::max, PowerParams<T>(), &bad, 1, 1); }));
+           throws([&] { bin_forward<T>(x.data(), pb, BinReduce::max, BinParams<T>(), &bad, 1, 1); }));
     expect("bin_backward with a bins object of another in size",
-           throws([&] { bin_backward<T>(x.data(), pb, BinReduce::avg, PowerParams<T>(), &bad, 1, gx.data(), nullptr, 1); }));
+           throws([&] { bin_backward<T>(x.data(), pb, BinReduce::avg, BinParams<T>(), &bad, 1, gx.data(), nullptr, 1); }));
   }
   // the second level mismatching
   {
@@ -1066,7 +1325,7 @@ void error_checks() {
   }
   // exponents and eps (public entry points)
   {
-    PowerParams<T> pp;
+    BinParams<T> pp;
     pp.eps = T(1e-6);
     for (double p : {0.0, -1.0, double(INFINITY), double(NAN)}) {
       pp.p = T(p);

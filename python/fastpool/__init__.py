@@ -50,6 +50,16 @@ from .adaptive_pool import (
     global_max_pool3d_backward,
     global_max_pool_backward,
 )
+from .mixed_pool import (
+    mixed_pool,
+    mixed_pool1d,
+    mixed_pool1d_backward,
+    mixed_pool2d,
+    mixed_pool2d_backward,
+    mixed_pool3d,
+    mixed_pool3d_backward,
+    mixed_pool_backward,
+)
 from .soft_pool import (
     soft_pool,
     soft_pool1d,
@@ -59,6 +69,16 @@ from .soft_pool import (
     soft_pool3d,
     soft_pool3d_backward,
     soft_pool_backward,
+)
+from .stochastic_pool import (
+    stochastic_pool,
+    stochastic_pool1d,
+    stochastic_pool1d_backward,
+    stochastic_pool2d,
+    stochastic_pool2d_backward,
+    stochastic_pool3d,
+    stochastic_pool3d_backward,
+    stochastic_pool_backward,
 )
 from .unpool import (
     max_unpool,
@@ -144,6 +164,14 @@ __all__ = [
     "avg_pool3d",
     "avg_pool3d_backward",
     "avg_pool_backward",
+    "mixed_pool",
+    "mixed_pool1d",
+    "mixed_pool2d",
+    "mixed_pool3d",
+    "mixed_pool_backward",
+    "mixed_pool1d_backward",
+    "mixed_pool2d_backward",
+    "mixed_pool3d_backward",
     "soft_pool",
     "soft_pool1d",
     "soft_pool2d",
@@ -152,6 +180,14 @@ __all__ = [
     "soft_pool1d_backward",
     "soft_pool2d_backward",
     "soft_pool3d_backward",
+    "stochastic_pool",
+    "stochastic_pool1d",
+    "stochastic_pool2d",
+    "stochastic_pool3d",
+    "stochastic_pool_backward",
+    "stochastic_pool1d_backward",
+    "stochastic_pool2d_backward",
+    "stochastic_pool3d_backward",
     "max_unpool",
     "max_unpool1d",
     "max_unpool2d",

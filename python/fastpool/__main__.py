@@ -54,6 +54,13 @@ CASES: List[Tuple[str, str, str, Tuple[int, ...], Dict[str, Any]]] = [
     ("centernet", "center pool", "center_pool", (2, 128, 128, 128), {}),
     # SoftPool (Stergiou et al.) in place of ResNet-50's stem max pooling.
     ("resnet50", "softpool 3x3/2 p1", "soft_pool2d", (8, 64, 112, 112), win(3, 2, 1)),
+    # Mixed max-average pooling (Lee et al.) in the same place, alpha = 0.5.
+    ("resnet50", "mixed pool 3x3/2 p1", "mixed_pool2d", (8, 64, 112, 112), dict(alpha=0.5, **win(3, 2, 1))),
+    # Stochastic pooling (Zeiler & Fergus) there too: training draws (the backward draws
+    # again from the seed), and the inference form.
+    ("resnet50", "stochastic pool 3x3/2 p1", "stochastic_pool2d", (8, 64, 112, 112), dict(seed=1, **win(3, 2, 1))),
+    ("resnet50", "stochastic pool 3x3/2 p1 (inference)", "stochastic_pool2d", (8, 64, 112, 112),
+     dict(training=False, **win(3, 2, 1))),
     # SegNet's decoder puts a 2x2/2 max pool's values back by its indices (the shape is
     # the pooling's input, and the unpooled output's).
     ("segnet", "max unpool 2x2/2", "max_unpool2d", (8, 64, 112, 112), win(2, 2, 0)),
@@ -209,7 +216,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("torch global avgpool: adaptive_avg_pool2d(x, 1); GeM: clamp, pow, mean, pow with a learnable p\n"
           "(its backward, as fastpool's, also gives grad_p); SPP: adaptive_max_pool2d per level, concatenated;\n"
           "corner pool: flip, cummax, flip per direction, summed; center pool: amax over H + amax over W;\n"
-          "softpool: avg_pool(x * exp(x)) / avg_pool(exp(x)).")
+          "softpool: avg_pool(x * exp(x)) / avg_pool(exp(x)); mixed pool: alpha * max_pool2d + (1 - alpha) *\n"
+          "avg_pool2d with a learnable alpha (its backward, as fastpool's, also gives grad_alpha); stochastic pool:\n"
+          "unfold, cumsum against torch.rand * sum, gather (inference: sum x^2 / sum x over the unfolded windows).")
     print("VGG-16's 224x224 and 112x112 layers use batch 8, every other layer batch 32.")
     print("vs X = X's time / fastpool's time (> 1: fastpool is faster).\n")
     print(fmt(headers))

@@ -83,7 +83,10 @@ def pool_call(module: Any, op: str, direction: str, x: np.ndarray, g: Optional[n
 def operator_inputs(op: str, x: np.ndarray, layout: str, kw: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str, Any]]:
     """The input and keyword arguments an operator is timed on, made from data ``x``
     shaped as the case says: max unpooling takes ``x`` max-pooled by its own window
-    (and the indices, in ``kw``), as a decoder does; other operators take ``x``."""
+    (and the indices, in ``kw``), as a decoder does; stochastic pooling takes a ReLU's
+    output ``max(x, 0)`` (half zeros); other operators take ``x``."""
+    if base_name(op) == "stochastic_pool":
+        return np.maximum(x, 0, out=x), kw
     if base_name(op) != "max_unpool":
         return x, kw
     import fastpool
@@ -102,7 +105,10 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
     ones where torch has none, and its learnable parameters (GeM's p).
 
     Global pooling is adaptive pooling to 1 (torchvision's head), flattened to (N, C);
-    GeM is clamp, pow, mean, pow with p a tensor that requires grad (cirtorch); SPP is
+    GeM is clamp, pow, mean, pow with p a tensor that requires grad (cirtorch); mixed
+    pooling is alpha * max_pool + (1 - alpha) * avg_pool with alpha requiring grad;
+    stochastic pooling unfolds the windows and gathers the tap whose running sum passes
+    u * sum (2D only); SPP is
     adaptive pooling to each level, flattened and concatenated; corner pooling is
     flip, cummax, flip per direction (summed for a corner) and center pooling the
     sum of the column and row maxima (``amax``)."""
@@ -126,6 +132,31 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
             e = t.exp()
             return fn(t * e, **kw) / fn(e, **kw)
         return soft, []
+    if name == "mixed_pool":  # Lee et al.'s form: alpha (learned: requires grad) mixing two pools
+        a = torch.tensor(np.asarray(kw["alpha"], dtype=np.float32), requires_grad=True)
+        geo = {k: v for k, v in kw.items() if k != "alpha"}
+        mx, av = getattr(F, f"max_pool{rank}d"), getattr(F, f"avg_pool{rank}d")
+
+        def mixed(t: Any) -> Any:
+            ab = a.view(-1, *(1,) * rank) if a.ndim else a  # one per channel
+            return ab * mx(t, **geo) + (1 - ab) * av(t, **geo)
+        return mixed, [a]
+    if name == "stochastic_pool":  # the usual PyTorch form: unfold, cumsum against u * sum, gather
+        k, p = kw["kernel_size"], kw.get("padding", 0)
+        st = kw.get("stride") or k
+        training = kw.get("training", True)
+
+        def stochastic(t: Any) -> Any:
+            n, c, h, w = t.shape
+            oh, ow = (h + 2 * p[0] - k[0]) // st[0] + 1, (w + 2 * p[1] - k[1]) // st[1] + 1
+            cols = F.unfold(t, k, padding=p, stride=st).view(n, c, k[0] * k[1], oh * ow)
+            total = cols.sum(2, keepdim=True)
+            if not training:
+                return ((cols * cols).sum(2, keepdim=True) / total.clamp_min(1e-30)).view(n, c, oh, ow)
+            u = torch.rand(total.shape, dtype=t.dtype) * total
+            pick = (cols.cumsum(2) <= u).sum(2, keepdim=True).clamp_max(k[0] * k[1] - 1)
+            return cols.gather(2, pick).view(n, c, oh, ow)
+        return stochastic, []
     if name == "max_unpool":
         fn = getattr(F, f"max_unpool{rank}d")
         return (lambda t: fn(t, kw["indices"], kw["kernel_size"], kw.get("stride"), kw.get("padding", 0),

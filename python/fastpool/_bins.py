@@ -114,33 +114,41 @@ def _in_dtype(v: float, dtype: np.dtype) -> float:
         return float(np.asarray(v).astype(dtype))
 
 
-def power_exponent(p: Any, channels: int, dtype: np.dtype) -> Tuple[float, Optional[np.ndarray], bool]:
-    """(scalar p, per-channel p or None, whether p was per channel). p > 0, finite."""
-    if isinstance(p, (bool, np.bool_)) or isinstance(p, (str, bytes)):
-        raise TypeError(f"p must be a positive float or an array of {channels} positive floats, got {p!r}")
+def power_exponent(p: Any, channels: int, dtype: np.dtype, name: str = "p",
+                   positive: bool = True) -> Tuple[float, Optional[np.ndarray], bool]:
+    """(scalar value, per-channel values or None, whether given per channel) of a
+    per-channel parameter: the power means' p (finite, > 0) or, with positive=False,
+    mixed pooling's alpha (finite)."""
+    kind = "positive float" if positive else "float"
+    rule = "finite and > 0" if positive else "finite"
+
+    def bad(a: np.ndarray) -> bool:
+        return not np.all(np.isfinite(a)) or (positive and not np.all(a > 0))
+
+    if isinstance(p, (bool, np.bool_, str, bytes)) or (isinstance(p, np.ndarray) and p.dtype.kind not in "iuf"):
+        raise TypeError(f"{name} must be a {kind} or an array of {channels} {kind}s, got {p!r}")
     if np.ndim(p) == 0:
         try:
             v = float(p)
         except (TypeError, ValueError):
-            raise TypeError(f"p must be a positive float or an array of {channels} positive floats, "
-                            f"got {p!r}") from None
-        cast = _in_dtype(v, dtype)
-        if not np.isfinite(v) or v <= 0 or not np.isfinite(cast) or cast <= 0:
-            raise ValueError(f"p must be finite and > 0 in {np.dtype(dtype)}, got {p!r}")
+            raise TypeError(f"{name} must be a {kind} or an array of {channels} {kind}s, got {p!r}") from None
+        if bad(np.asarray(v)) or bad(np.asarray(_in_dtype(v, dtype))):
+            raise ValueError(f"{name} must be {rule} in {np.dtype(dtype)}, got {p!r}")
         return v, None, False
     try:
         arr = np.asarray(p, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"p must be a positive float or an array of {channels} positive floats, got {p!r}") from None
+        raise TypeError(f"{name} must be a {kind} or an array of {channels} {kind}s, got {p!r}") from None
     if arr.shape != (channels,):
-        raise ValueError(f"p must be a scalar or have shape ({channels},) (one per channel), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)) or not np.all(arr > 0):
-        raise ValueError(f"p must be finite and > 0 in every channel, got {p!r}")
+        raise ValueError(f"{name} must be a scalar or have shape ({channels},) (one per channel), "
+                         f"got shape {arr.shape}")
+    if bad(arr):
+        raise ValueError(f"{name} must be {rule} in every channel, got {p!r}")
     with np.errstate(over="ignore", under="ignore"):
         cast = arr.astype(dtype)
-    if not np.all(np.isfinite(cast)) or not np.all(cast > 0):
-        raise ValueError(f"p must be finite and > 0 in {np.dtype(dtype)} in every channel, got {p!r}")
-    if np.all(cast == cast[0]):  # one exponent: the scalar kernels (integer powers, p = 1)
+    if bad(cast):
+        raise ValueError(f"{name} must be {rule} in {np.dtype(dtype)} in every channel, got {p!r}")
+    if np.all(cast == cast[0]):  # one value: the scalar kernels (integer powers, p = 1)
         return float(cast[0]), None, True
     return float(cast[0]), np.ascontiguousarray(cast), True
 
@@ -184,8 +192,9 @@ class Grid:
 
 
 def forward(x_canon: np.ndarray, channels_last: bool, op: str, levels: List[Level], p: float = 1.0,
-            p_channel: Optional[np.ndarray] = None, eps: float = 0.0) -> None:
-    _core.bin_forward(x_canon, channels_last, op, levels, p, p_channel, eps, get_num_threads())
+            p_channel: Optional[np.ndarray] = None, eps: float = 0.0, seed: int = 0) -> int:
+    """-1, or 0 when a stochastic reduction met a value outside [0, inf) in a bin."""
+    return _core.bin_forward(x_canon, channels_last, op, levels, p, p_channel, eps, seed, get_num_threads())
 
 
 def backward(x_canon: Optional[np.ndarray], gx_canon: np.ndarray, channels_last: bool, op: str,
@@ -214,6 +223,17 @@ def check_indices(indices: Any, shape: Tuple[int, ...]) -> np.ndarray:
     return indices
 
 
+def weight_error(x: np.ndarray) -> ValueError:
+    """The message for stochastic pooling's input holding a value that is no weight
+    (the kernel reports that a window holds one; this finds the first such value)."""
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~((x >= 0) & (x < np.inf)))
+    at = np.unravel_index(int(bad[0]), x.shape) if bad.size else ()
+    value = x[at] if bad.size else "?"
+    return ValueError(f"stochastic pooling needs x >= 0 and finite (it draws with probability x / sum x, "
+                      f"e.g. a ReLU's output), but x[{', '.join(map(str, at))}] = {value}")
+
+
 def bad_index_error(indices_c: np.ndarray, pos: int, plane: int) -> ValueError:
     """The message for the first out-of-plane index, at memory offset pos of the
     C-contiguous indices array (the same flat position as in the user's array)."""
@@ -238,4 +258,5 @@ __all__ = [
     "rank_of_size",
     "readable",
     "spatial_split",
+    "weight_error",
 ]

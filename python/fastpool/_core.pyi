@@ -76,8 +76,8 @@ Level = Tuple[Bins, npt.NDArray[np.floating], Optional[npt.NDArray[np.int64]]]
 
 def bin_forward(
     x: npt.NDArray[np.floating], channels_last: bool, op: str, levels: List[Level],
-    p: float, p_channel: Optional[npt.NDArray[np.floating]], eps: float, threads: int,
-) -> None: ...
+    p: float, p_channel: Optional[npt.NDArray[np.floating]], eps: float, seed: int, threads: int,
+) -> int: ...
 def bin_backward(
     x: Optional[npt.NDArray[np.floating]], out: npt.NDArray[np.floating], channels_last: bool, op: str,
     levels: List[Level], p: float, p_channel: Optional[npt.NDArray[np.floating]], eps: float,

@@ -546,3 +546,135 @@ def soft_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dila
 
 
 __all__ += ["soft_pool", "soft_pool_backward"]
+
+
+# --- mixed pooling -------------------------------------------------------------------------
+
+
+def _per_channel(alpha, dtype, ndim, layout):
+    """alpha (scalar or (C,)) shaped to broadcast over the channel axis."""
+    a = np.asarray(alpha, dtype=dtype)
+    if a.ndim == 0:
+        return a
+    return a if layout == "channels_last" else a.reshape((-1,) + (1,) * (ndim - 2))
+
+
+def mixed_pool(x, alpha, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               count_include_pad=None, layout="channels_first"):
+    """``alpha * max_pool + (1 - alpha) * avg_pool``; see :func:`fastpool.mixed_pool`."""
+    a = _per_channel(alpha, x.dtype, x.ndim, layout)
+    m = max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    v = avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, None, dilation, layout)
+    return a * m + (1 - a) * v
+
+
+def mixed_pool_backward(grad_output, x, alpha, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                        count_include_pad=None, layout="channels_first"):
+    """``(grad_x, grad_alpha)`` of :func:`mixed_pool`."""
+    a = _per_channel(alpha, x.dtype, x.ndim, layout)
+    gm = max_pool_backward(grad_output * a, x, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    gv = avg_pool_backward(grad_output * (1 - a), x.shape, kernel_size, stride, padding, ceil_mode,
+                           count_include_pad, None, dilation, layout)
+    m = max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    v = avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, None, dilation, layout)
+    d = grad_output * (m - v)
+    keep = x.ndim - 1 if layout == "channels_last" else 1
+    ga = d.sum() if a.ndim == 0 else d.sum(axis=tuple(i for i in range(x.ndim) if i != keep))
+    return gm + gv, np.asarray(ga, dtype=x.dtype)
+
+
+__all__ += ["mixed_pool", "mixed_pool_backward"]
+
+
+# --- stochastic pooling ----------------------------------------------------------------------
+
+
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniforms(g: _Geom, shape_out, dtype, seed: int) -> np.ndarray:
+    """fastpool.stochastic_pool's u of every window: a hash of (seed, n*C + c, window)."""
+    n, c = shape_out[0], shape_out[-1] if g.cl else shape_out[1]
+    planes = (np.arange(n, dtype=np.uint64)[:, None] * np.uint64(c) + np.arange(c, dtype=np.uint64)).reshape(
+        (n,) + (1,) * (g.ndim - 2) + (c,) if g.cl else (n, c) + (1,) * (g.ndim - 2))
+    wins = np.arange(int(np.prod(g.O)), dtype=np.uint64).reshape(
+        (1,) + tuple(g.O) + (1,) if g.cl else (1, 1) + tuple(g.O))
+    with np.errstate(over="ignore"):
+        z = _mix64(_mix64(np.uint64(seed) ^ (planes * np.uint64(0x9E3779B97F4A7C15)))
+                   + wins * np.uint64(0xD1B54A32D192ED03))
+    if np.dtype(dtype) == np.float32:
+        return (z >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _draws(x, g: _Geom, seed: int):
+    """Padded x and, per window, the number of its drawn tap (fastpool's rule)."""
+    xp = _padded(x, g, 0.0)  # a zero tap is never drawn
+    taps = g.taps()
+    s = xp[taps[0]].copy()
+    for t in taps[1:]:
+        s += xp[t]
+    thr = _uniforms(g, s.shape, x.dtype, seed) * s
+    valid = g.spatial_mask(include_pad=False)
+    pick = np.full(s.shape, -1, dtype=np.int64)
+    first = np.full(s.shape, -1, dtype=np.int64)  # a window of zeros keeps its first tap inside x
+    run = np.zeros_like(s)
+    for i in range(len(taps) - 1, -1, -1):
+        first = np.where(valid[taps[i]], i, first)
+    for i, t in enumerate(taps):
+        before = run > thr
+        run = run + xp[t]
+        hit = ~before & ((run > thr) | ((run == s) & (xp[t] > 0))) & (pick < 0)
+        pick[hit] = i
+    return xp, np.where(pick < 0, first, pick)
+
+
+def stochastic_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, training=True, seed=0,
+                    layout="channels_first"):
+    """Stochastic pooling; see :func:`fastpool.stochastic_pool` (the same draws for an int seed)."""
+    g = _Geom(x.shape, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    if not training:
+        xp = _padded(x, g, 0.0)
+        s, q = np.zeros(g.out_shape(x.shape), x.dtype), np.zeros(g.out_shape(x.shape), x.dtype)
+        for t in g.taps():
+            s += xp[t]
+            q += xp[t] * xp[t]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(s == 0, 0, q / s).astype(x.dtype)
+    xp, pick = _draws(x, g, seed)
+    y = np.zeros(pick.shape, x.dtype)
+    for i, t in enumerate(g.taps()):
+        np.copyto(y, xp[t], where=pick == i)
+    return y
+
+
+def stochastic_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                             training=True, seed=0, layout="channels_first"):
+    """Gradient of :func:`stochastic_pool` (training: to the draws of ``seed``)."""
+    g = _Geom(x.shape, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    taps = g.taps()
+    if training:
+        xp, pick = _draws(x, g, seed)
+        gp = np.zeros(xp.shape, dtype=grad_output.dtype)
+        for i, t in enumerate(taps):
+            gp[t] += np.where(pick == i, grad_output, 0)
+        return np.ascontiguousarray(gp[g.interior()])
+    xp = _padded(x, g, 0.0)
+    s, q = np.zeros_like(grad_output), np.zeros_like(grad_output)
+    for t in taps:
+        s += xp[t]
+        q += xp[t] * xp[t]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = q / s
+        cf = np.where(s == 0, 0, grad_output / s)
+    y = np.where(s == 0, 0, y)
+    gp = np.zeros(xp.shape, dtype=grad_output.dtype)
+    for t in taps:
+        gp[t] += cf * (2 * xp[t] - y)
+    return np.ascontiguousarray(gp[g.interior()])
+
+
+__all__ += ["stochastic_pool", "stochastic_pool_backward"]

@@ -48,9 +48,11 @@ PArg = Union[float, Sequence[float], np.ndarray]
 
 
 def _window_grid(layout: Layout, shape, kernel_size, stride, padding, dilation, ceil_mode,
-                 count_include_pad: bool) -> _bins.Grid:
+                 count_include_pad: Optional[bool]) -> _bins.Grid:
     _bins.spatial_split(shape, layout)
-    geom, _ = geometry(shape, layout, kernel_size, stride, padding, dilation, ceil_mode)
+    geom, is_same = geometry(shape, layout, kernel_size, stride, padding, dilation, ceil_mode)
+    if count_include_pad is None:  # avg_pool's default: PyTorch's for numbers, Keras' for "same"
+        count_include_pad = not is_same
     out_spatial = tuple(geom.out_sizes[3 - layout.rank:])
     return _bins.Grid(layout, shape, out_spatial, None, _core.Bins.window(geom, count_include_pad))
 
@@ -89,31 +91,44 @@ def _gem_spec(x_ndim, kernel_size, stride, padding, dilation, ceil_mode, count_i
     return _Spec(True, win_rank, None, (kernel_size, stride, padding, dilation, ceil_mode), count_include_pad)
 
 
-def _power_forward(x, spec: _Spec, op, p, eps, layout, out):
+def _param(op, p, channels, dtype):
+    if op == "mixed":
+        return _bins.power_exponent(p, channels, dtype, "alpha", positive=False)
+    return _bins.power_exponent(p, channels, dtype)
+
+
+def _power_forward(x, spec: _Spec, op, p, eps, layout, out, seed=0, want_indices=False):
+    """y, or (y, int64 positions) with want_indices (stochastic pooling's draws)."""
     layout_free = spec.keepdims is False
     prep = _Prepared(x, spec.rank, layout, allow_view=out is None or layout_free)
     klayout = prep.kernel_layout()
     grid = spec.grid(klayout, prep.view.shape)
-    p_value, p_channel, _ = _bins.power_exponent(p, grid.channels, prep.view.dtype)
+    p_value, p_channel, _ = _param(op, p, grid.channels, prep.view.dtype)
     y = output_array(out, grid.shape, prep.view.dtype)
     check_no_overlap(y, "out", prep.view)
+    idx = np.empty(grid.shape, dtype=np.int64) if want_indices else None
     xm = prep.materialize()
-    _bins.forward(grid.canon_in(xm), klayout.channels_last, op, [(grid.bins, grid.level(y), None)],
-                  p_value, p_channel, eps)
-    return y if layout_free else prep.to_user(y)
+    if _bins.forward(grid.canon_in(xm), klayout.channels_last, op,
+                     [(grid.bins, grid.level(y), None if idx is None else grid.level(idx))],
+                     p_value, p_channel, eps, seed) >= 0:
+        raise _bins.weight_error(x)
+    if layout_free:
+        return y
+    return prep.to_user(y) if idx is None else (prep.to_user(y), prep.to_user(idx))
 
 
 def _power_backward(grad_output, x, spec: _Spec, op, p, eps, layout, out, want_grad_p):
     x = check_float_array(x, "x")
     lay = Layout(x.ndim, spec.rank, check_layout(layout), "x")
     grid = spec.grid(lay, x.shape)
-    p_value, p_channel, per_channel = _bins.power_exponent(p, grid.channels, x.dtype)
+    p_value, p_channel, per_channel = _param(op, p, grid.channels, x.dtype)
     g = _bins.check_grad(grad_output, grid.shape, x.dtype)
     gx = output_array(out, x.shape, x.dtype)
     check_no_overlap(gx, "out", x, g)
     grad_p = np.empty(grid.channels, dtype=x.dtype) if want_grad_p else None
-    _bins.backward(grid.canon_in(contiguous(x)), grid.canon_in(gx), lay.channels_last, op,
-                   [(grid.bins, grid.level(_bins.readable(g)), None)], p_value, p_channel, eps, grad_p)
+    if _bins.backward(grid.canon_in(contiguous(x)), grid.canon_in(gx), lay.channels_last, op,
+                      [(grid.bins, grid.level(_bins.readable(g)), None)], p_value, p_channel, eps, grad_p) >= 0:
+        raise _bins.weight_error(x)
     if not want_grad_p:
         return gx
     if per_channel:

@@ -1,6 +1,6 @@
 // Bin geometry of the reductions over explicit tap ranges: global, adaptive, spatial
 // pyramid and strip pooling (one bin per output, PyTorch's adaptive rule), and the
-// windowed LP / GeM pooling (a window's taps inside the input are a bin too).
+// windowed LP / GeM / SoftPool / mixed pooling (a window's taps inside the input are a bin too).
 #pragma once
 
 #include <cstdint>
@@ -76,14 +76,21 @@ enum class BinReduce : int {
   lp = 2,   ///< (sum |x|^p)^(1/p), ONNX's LpPool
   gem = 3,  ///< (sum max(x, eps)^p / divisor)^(1/p), generalized mean
   soft = 4, ///< sum(e^x x) / sum(e^x), SoftPool's softmax-weighted mean (relative to the bin max)
+  mixed = 5, ///< alpha max + (1 - alpha) sum / divisor, mixed max-average pooling (alpha = BinParams::p)
+  stochastic = 6,       ///< a tap drawn with probability x / sum x (x >= 0), optional int64 position
+  stochastic_mean = 7,  ///< sum x^2 / sum x (x >= 0), stochastic pooling's inference form
 };
 
-/// Exponent of the power means: one p for every channel, or one per channel.
+/// The parameters of a reduction: p is the power means' exponent or mixed pooling's
+/// alpha (one value for every channel, or one per channel); eps GeM's clamp; seed
+/// stochastic pooling's (the draw of bin b of plane n*C + c is a hash of the seed,
+/// the plane and the bin: the same at any thread count and on every SIMD path).
 template <class T>
-struct PowerParams {
+struct BinParams {
   T p = T(1);
   const T* p_channel = nullptr;  ///< C values, or null for the scalar p
-  T eps = T(0);                  ///< GeM's clamp
+  T eps = T(0);
+  std::uint64_t seed = 0;
 };
 
 /// Checks a problem and its levels against each other (sizes, bins inside the

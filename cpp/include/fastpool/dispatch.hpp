@@ -21,8 +21,8 @@ struct PoolKernels {
   index_t (*max_backward)(const T*, const T*, const std::int64_t*, T*, const PoolGeometry&, int);
   void (*avg_forward)(const T*, T*, const PoolGeometry&, const AvgOptions&, int);
   void (*avg_backward)(const T*, T*, const PoolGeometry&, const AvgOptions&, int);
-  void (*bin_forward)(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, const BinLevel<T>*, int, int);
-  index_t (*bin_backward)(const T*, const BinProblem&, BinReduce, const PowerParams<T>&, const BinLevel<T>*, int, T*,
+  index_t (*bin_forward)(const T*, const BinProblem&, BinReduce, const BinParams<T>&, const BinLevel<T>*, int, int);
+  index_t (*bin_backward)(const T*, const BinProblem&, BinReduce, const BinParams<T>&, const BinLevel<T>*, int, T*,
                           T*, int);
   void (*line_forward)(const T*, const T*, T*, const LineProblem&, int);
   void (*line_backward)(const T*, const T*, const T*, T*, const LineProblem&, int);

@@ -33,19 +33,22 @@ template <class T>
 void avg_pool_backward(const T* grad_y, T* grad_x, const PoolGeometry& g, const AvgOptions& opt,
                        int threads);
 
-/// Reductions over bins (global, adaptive, pyramid, strip, LP, GeM): writes every
-/// level's y (and, for max, indices where given).
+/// Reductions over bins (global, adaptive, pyramid, strip, LP, GeM, SoftPool, mixed,
+/// stochastic): writes every level's y (and, for max and stochastic, indices where
+/// given). Returns -1, or (stochastic reductions) 0 when a bin holds a value that is
+/// negative, NaN or +inf (y is then unspecified).
 template <class T>
-void bin_forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+index_t bin_forward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<T>& pp,
                  const BinLevel<T>* levels, int n_levels, int threads);
 
 /// grad_x of a bin reduction from every level's grad_y. x may be null for avg and
-/// for max with given indices. For GeM, grad_p (nullable) receives dL/dp per
-/// channel, summed over the batch. Returns -1, or (max with given indices) the
+/// for max with given indices. For GeM (mixed pooling), grad_p (nullable) receives
+/// dL/dp (dL/dalpha) per channel, summed over the batch. Returns -1, 0 (stochastic_mean:
+/// as bin_forward, a value outside [0, inf)), or (max with given indices) the
 /// smallest element offset, counted from level 0's indices pointer (a pyramid's
 /// levels share one array), of an index outside the plane (grad_x is then unspecified).
 template <class T>
-index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+index_t bin_backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<T>& pp,
                      const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads);
 
 /// y = the line maxima of x (lp.scan along lp.axis) + add. add is nullable and may

@@ -17,21 +17,24 @@
 // Bin reductions: global max / avg pooling and the max over adaptive bins of small
 // planes have loops of their own; every other bin reduction runs the general kernels.
 template <class T>
-void bin_forward_impl(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
-                      const BinLevel<T>* levels, int n_levels, int threads) {
+index_t bin_forward_impl(const T* x, const BinProblem& pb, BinReduce op, const BinParams<T>& pp,
+                         const BinLevel<T>* levels, int n_levels, int threads) {
   if (global::applies(pb, op, levels, n_levels)) {
     if (op == BinReduce::max)
       global::forward<BinReduce::max>(x, pb, levels[0], threads);
     else
       global::forward<BinReduce::avg>(x, pb, levels[0], threads);
-    return;
+    return -1;
   }
-  if (binmax::applies(pb, op, levels, n_levels, false)) return binmax::forward(x, pb, levels, n_levels, threads);
-  bins::forward(x, pb, op, pp, levels, n_levels, threads);
+  if (binmax::applies(pb, op, levels, n_levels, false)) {
+    binmax::forward(x, pb, levels, n_levels, threads);
+    return -1;
+  }
+  return bins::forward(x, pb, op, pp, levels, n_levels, threads);
 }
 
 template <class T>
-index_t bin_backward_impl(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp,
+index_t bin_backward_impl(const T* x, const BinProblem& pb, BinReduce op, const BinParams<T>& pp,
                           const BinLevel<T>* levels, int n_levels, T* grad_x, T* grad_p, int threads) {
   if (global::applies(pb, op, levels, n_levels))
     return op == BinReduce::max ? global::backward<BinReduce::max>(x, pb, levels[0], grad_x, threads)

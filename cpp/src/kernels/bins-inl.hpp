@@ -452,6 +452,94 @@ void max_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, 
   });
 }
 
+// Stochastic pooling's draw: the first tap at which the running sum c of the bin
+// exceeds its threshold t = u S (S the bin's sum, u uniform in [0, 1)), so tap i is
+// drawn with probability x_i / S; where rounding leaves t = S, the last tap at which c
+// reaches S (the last nonzero one). Equal sums in every path: c adds the taps in the
+// order the sum S did. A bin of zeros keeps its first tap. State across calls: c.
+template <int U, class T>
+inline void sample_chunk(const T* const* rp, const index_t* rows, index_t nr, index_t off, index_t count,
+                         index_t step, bool first, index_t w0, index_t wstep, const T* sa, const T* ta, T* csum, T* va,
+                         T* ra, T* ca) {
+  using V = Vec<T>;
+  const V zero = V::zero();
+  V s[U], t[U], c[U], best[U], rk[U], cj[U];
+  for (int u = 0; u < U; ++u) {
+    s[u] = V::load(sa + u * V::N);
+    t[u] = V::load(ta + u * V::N);
+    if (first) {
+      c[u] = zero;
+      best[u] = V::load(rp[0] + off + u * V::N);
+      rk[u] = V::set1(T(rows[0]));
+      cj[u] = V::set1(T(w0));
+    } else {
+      c[u] = V::load(csum + u * V::N);
+      best[u] = V::load(va + u * V::N);
+      rk[u] = V::load(ra + u * V::N);
+      cj[u] = V::load(ca + u * V::N);
+    }
+  }
+  for (index_t k = 0; k < nr; ++k) {
+    const T* p = rp[k] + off;
+    const V kv = V::set1(T(rows[k]));
+    for (index_t j = 0; j < count; ++j) {
+      const V jv = V::set1(T(w0 + j * wstep));
+      for (int u = 0; u < U; ++u) {
+        const V v = V::load(p + j * step + u * V::N);
+        const typename V::M before = V::gt(c[u], t[u]);
+        c[u] = V::add(c[u], v);
+        const auto m = V::m_and(V::m_not(before),
+                                V::m_or(V::gt(c[u], t[u]), V::m_and(V::eq(c[u], s[u]), V::gt(v, zero))));
+        best[u] = V::select(m, v, best[u]);
+        rk[u] = V::select(m, kv, rk[u]);
+        cj[u] = V::select(m, jv, cj[u]);
+      }
+    }
+  }
+  for (int u = 0; u < U; ++u) {
+    V::store(csum + u * V::N, c[u]);
+    V::store(va + u * V::N, best[u]);
+    V::store(ra + u * V::N, rk[u]);
+    V::store(ca + u * V::N, cj[u]);
+  }
+}
+
+template <class T>
+void sample_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, const T** rp,
+                 const T* sum, const T* thr, T* csum, T* val, T* rk, T* cj) {
+  using V = Vec<T>;
+  const index_t ps = src.ps(), step = aw.step * ps;
+  for_bins(src, aw, rows, nr, nb, rp, [&](auto U, index_t ow, index_t b, const T* const* p, const index_t* r,
+                                          index_t n, bool first) {
+    const index_t at = (ow * nb + b) * V::N;
+    sample_chunk<decltype(U)::value>(p, r, n, aw.first[ow] * ps + b * V::N, aw.count[ow], step, first, aw.first[ow],
+                                     aw.step, sum + at, thr + at, csum + at, val + at, rk + at, cj + at);
+  });
+}
+
+// splitmix64's output function: a bijection of 64-bit words that mixes every bit.
+inline std::uint64_t mix64(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// The uniform number in [0, 1) of bin `bin` of plane `plane` (n*C + c): a counter-based
+// hash, so a draw does not depend on which thread or path computes it.
+// Python's reference: fastpool.stochastic_pool's docstring spells out the same steps.
+template <class T>
+inline T bin_uniform(std::uint64_t seed, index_t plane, index_t bin) {
+  const std::uint64_t z =
+      mix64(mix64(seed ^ (std::uint64_t(plane) * 0x9e3779b97f4a7c15ULL)) + std::uint64_t(bin) * 0xd1b54a32d192ed03ULL);
+  return sizeof(T) == 4 ? T(z >> 40) * T(1.0 / 16777216.0) : T(z >> 11) * T(1.0 / 9007199254740992.0);
+}
+
+// Whether each lane holds a probability weight: 0 <= v < inf (false for NaN).
+template <class V>
+inline typename V::M is_weight(V v) {
+  return V::m_and(V::le(V::zero(), v), V::lt(v, V::set1(typename V::value_type(__builtin_inf()))));
+}
+
 // Two sums at once: f returns a Pair, whose second member goes to acc2 (when kTwo).
 template <class V>
 struct Pair {
@@ -523,6 +611,41 @@ void max_of_bins(Rows<T>& src, const BinAxis& aw, const index_t* rows, index_t n
     max_of_chunk<decltype(U)::value>(p, n, aw.first[ow] * ps + b * V::N, aw.count[ow], step, first,
                                      acc + (ow * nb + b) * V::N, f);
   });
+}
+
+// Adds each bin's g to every one of its taps.
+template <class T>
+void add_to_taps(GradRows<T>& dst, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb, const T* g) {
+  using V = Vec<T>;
+  const index_t ps = dst.ps();
+  for (index_t kk = 0; kk < nr; ++kk) {
+    T* grow = dst.get(rows[kk]);
+    for (index_t ow = 0; ow < aw.out; ++ow)
+      for (index_t j = 0; j < aw.count[ow]; ++j)
+        for (index_t b = 0; b < nb; ++b) {
+          T* q = grow + (aw.first[ow] + j * aw.step) * ps + b * V::N;
+          V::store(q, V::add(V::load(q), V::load(g + (ow * nb + b) * V::N)));
+        }
+  }
+}
+
+// Adds f(x, at) to every tap of each bin (at = (ow * nb + b) * N: where its accumulators are).
+template <class T, class F>
+void add_to_taps_of(Rows<T>& src, GradRows<T>& dst, const BinAxis& aw, const index_t* rows, index_t nr, index_t nb,
+                    F&& f) {
+  using V = Vec<T>;
+  const index_t ps = src.ps(), gps = dst.ps();
+  for (index_t kk = 0; kk < nr; ++kk) {
+    const T* row = src.get(rows[kk]);
+    T* grow = dst.get(rows[kk]);
+    for (index_t ow = 0; ow < aw.out; ++ow)
+      for (index_t j = 0; j < aw.count[ow]; ++j)
+        for (index_t b = 0; b < nb; ++b) {
+          const index_t at = aw.first[ow] + j * aw.step;
+          T* q = grow + at * gps + b * V::N;
+          V::store(q, V::add(V::load(q), f(V::load(row + at * ps + b * V::N), (ow * nb + b) * V::N)));
+        }
+  }
 }
 
 // Adds each lane's gradient g at its bin's argmax (input row rk, column cj): a compare
@@ -669,6 +792,12 @@ inline Vec<T> soft_result(Vec<T> m, Vec<T> s0, Vec<T> s1) {
   return V::select(V::eq(V::abs(m), inf), m, V::add(m, soft_offset(s0, s1)));
 }
 
+// Mixed pooling, alpha max + (1 - alpha) avg, as written (the peers' composition).
+template <class V>
+inline V mixed_result(V alpha, V m, V avg) {
+  return V::add(V::mul(alpha, m), V::mul(V::sub(V::set1(typename V::value_type(1)), alpha), avg));
+}
+
 // ------------------------------------------------------------------ pyramids
 // A level whose every bin is the union of consecutive bins of a finer level (adaptive
 // bins when one bin count divides the other: a spatial pyramid's coarse levels) takes
@@ -804,7 +933,7 @@ template <class T>
 struct Exponents {
   using V = Vec<T>;
   T *p, *inv_p, *pm1;
-  void fill(const BinProblem& pb, const Unit<T>& u, const PowerParams<T>& pp) {
+  void fill(const BinProblem& pb, const Unit<T>& u, const BinParams<T>& pp) {
     for (index_t b = 0; b < u.blocks; ++b) {
       alignas(64) T t[V::N];
       for (index_t l = 0; l < V::N; ++l)
@@ -855,8 +984,8 @@ struct Setup {
 };
 
 template <class T>
-void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp, const BinLevel<T>* levels,
-             int n_levels, int threads) {
+index_t forward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<T>& pp, const BinLevel<T>* levels,
+                int n_levels, int threads) {
   using V = Vec<T>;
   const Setup<T> su(pb, levels, n_levels, threads);
   const index_t n_units = Unit<T>::count(pb, su.nb);
@@ -872,8 +1001,10 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
   if (merge) plan.build(plan_mem, levels, n_levels);
   const index_t kept_elems = merge ? plan.kept_bins(levels, n_levels) * su.nb * V::N : 0;
   int ok = 1;
+  index_t invalid = -1;
+  const bool sample = op == BinReduce::stochastic;
   parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
-    Scratch mem(su.scratch_bytes(3) + Scratch::bytes<T>(kept_elems));
+    Scratch mem(su.scratch_bytes(sample ? 6 : 3) + Scratch::bytes<T>(kept_elems));
     if (!mem.ok()) return report_failure(ok);
     T* kept = mem.take<T>(kept_elems);
     T* copy = mem.take<T>(su.copy_elems());
@@ -882,13 +1013,17 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
     T* a0 = mem.take<T>(su.acc_elems());
     T* a1 = mem.take<T>(su.acc_elems());
     T* a2 = mem.take<T>(su.acc_elems());
+    T* a3 = sample ? mem.take<T>(su.acc_elems()) : nullptr;
+    T* a4 = sample ? mem.take<T>(su.acc_elems()) : nullptr;
+    T* a5 = sample ? mem.take<T>(su.acc_elems()) : nullptr;
+    typename V::M bad = V::lt(V::zero(), V::zero());  // a lane met a value that is no weight
     Exponents<T> ex{mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N), mem.take<T>(su.nb * V::N)};
     T* tile = mem.take<T>(su.tile);
     for (index_t ui = u0; ui < u1; ++ui) {
       const Unit<T> u = Unit<T>::make(pb, su.nb, ui);
       const index_t nb = u.blocks;
       Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
-      if (op == BinReduce::lp || op == BinReduce::gem) ex.fill(pb, u, pp);
+      if (op == BinReduce::lp || op == BinReduce::gem || op == BinReduce::mixed) ex.fill(pb, u, pp);
       for (int oi = 0; oi < n_levels; ++oi) {
         const int l = merge ? plan.order[oi] : oi;
         const BinLevel<T>& lv = levels[l];
@@ -944,6 +1079,49 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
             } else if (op == BinReduce::avg) {
               sum_bins<false>(src, aw, rows, nr, nb, rp, a0, a1, [](V v, index_t) { return Pair<V>{v, v}; });
               emit(a0, [&](V v, index_t ow, index_t) { return V::div(v, V::set1(T(dd * aw.divisor[ow]))); });
+            } else if (op == BinReduce::stochastic || op == BinReduce::stochastic_mean) {
+              auto weight = [&](V v) {
+                bad = V::m_or(bad, V::m_not(is_weight(v)));
+                return v;
+              };
+              if (!sample) {  // sum x^2 / sum x
+                sum_bins<true>(src, aw, rows, nr, nb, rp, a0, a2, [&](V v, index_t) {
+                  weight(v);
+                  return Pair<V>{v, V::mul(v, v)};
+                });
+                emit(a2, [&](V s2, index_t ow, index_t b) {
+                  const V s = V::load(a0 + (ow * nb + b) * V::N);
+                  return V::select(V::eq(s, V::zero()), V::zero(), V::div(s2, s));
+                });
+              } else {
+                sum_bins<false>(src, aw, rows, nr, nb, rp, a0, a0, [&](V v, index_t) { return Pair<V>{weight(v), v}; });
+                for (index_t ow = 0; ow < OW; ++ow) {  // thresholds t = u S
+                  const index_t bin = (od * OH + oh) * OW + ow;
+                  for (index_t b = 0; b < nb; ++b) {
+                    alignas(64) T uv[V::N];
+                    for (index_t i = 0; i < V::N; ++i)
+                      uv[i] = bin_uniform<T>(pp.seed, u.plane0 + b * V::N + imin(i, u.lanes - 1), bin);
+                    const index_t slot = (ow * nb + b) * V::N;
+                    V::store(a1 + slot, V::mul(V::load(uv), V::load(a0 + slot)));
+                  }
+                }
+                sample_bins(src, aw, rows, nr, nb, rp, a0, a1, a2, a3, a4, a5);
+                if (lv.indices)
+                  for (index_t ow = 0; ow < OW; ++ow)
+                    for (index_t b = 0; b < nb; ++b) {
+                      const index_t s = (ow * nb + b) * V::N, at = io.at(od, oh, ow, b);
+                      for (index_t i = 0; i < u.lanes; ++i)
+                        lv.indices[lo.off[i] + at] = argmax_position(double(a4[s + i]), double(a5[s + i]), su.W);
+                    }
+                emit(a3, [](V v, index_t, index_t) { return v; });
+              }
+            } else if (op == BinReduce::mixed) {
+              max_of_bins(src, aw, rows, nr, nb, rp, a1, [](V v) { return v; });
+              sum_bins<false>(src, aw, rows, nr, nb, rp, a0, a2, [](V v, index_t) { return Pair<V>{v, v}; });
+              emit(a0, [&](V s, index_t ow, index_t b) {
+                const V avg = V::div(s, V::set1(T(dd * aw.divisor[ow])));
+                return mixed_result(V::load(ex.p + b * V::N), V::load(a1 + (ow * nb + b) * V::N), avg);
+              });
             } else if (op == BinReduce::soft) {
               max_of_bins(src, aw, rows, nr, nb, rp, a1, [](V v) { return v; });
               sum_bins<true>(src, aw, rows, nr, nb, rp, a0, a2,
@@ -975,9 +1153,17 @@ void forward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T
           }
         io.store_all(lv.y);
       }
+      if (V::any(bad)) {  // lanes past u.lanes hold no plane of the input
+        alignas(64) T f[V::N];
+        V::store(f, V::select(bad, V::set1(T(1)), V::zero()));
+        for (index_t i = 0; i < u.lanes; ++i)
+          if (f[i] != T(0)) report_bad_index(invalid, 0);
+        bad = V::lt(V::zero(), V::zero());
+      }
     }
   });
   if (!ok) throw std::bad_alloc();
+  return invalid;
 }
 
 // Bins of an axis that contain each input position, as a range [lo, hi)
@@ -1040,7 +1226,7 @@ void avg_backward_unit(const BinProblem& pb, const BinLevel<T>* levels, int n_le
 }
 
 template <class T>
-index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerParams<T>& pp, const BinLevel<T>* levels,
+index_t backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<T>& pp, const BinLevel<T>* levels,
                  int n_levels, T* gx, T* gp, int threads) {
   using V = Vec<T>;
   const Setup<T> su(pb, levels, n_levels, threads);
@@ -1132,16 +1318,7 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
                 for (index_t b = 0; b < nb; ++b)
                   V::store(a[0] + (ow * nb + b) * V::N,
                            V::div(io.get(lv.grad_y, od, oh, ow, b), V::set1(T(dd * aw.divisor[ow]))));
-              const index_t ps = dst.ps();
-              for (index_t kk = 0; kk < nr; ++kk) {
-                T* grow = dst.get(rows[kk]);
-                for (index_t ow = 0; ow < aw.out; ++ow)
-                  for (index_t j = 0; j < aw.count[ow]; ++j)
-                    for (index_t b = 0; b < nb; ++b) {
-                      T* q = grow + (aw.first[ow] + j * aw.step) * ps + b * V::N;
-                      V::store(q, V::add(V::load(q), V::load(a[0] + (ow * nb + b) * V::N)));
-                    }
-              }
+              add_to_taps(dst, aw, rows, nr, nb, a[0]);
             }
         }
         dst.flush();
@@ -1284,6 +1461,86 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const PowerPara
             }
         }
         dst.flush();
+        continue;
+      }
+      if (op == BinReduce::mixed) {
+        // alpha g to each bin's argmax (max pooling's rule), (1 - alpha) g / divisor to
+        // each of its taps; dL/dalpha = g (max - avg)
+        ex.fill(pb, u, pp);
+        for (index_t b = 0; b < nb; ++b) V::store(gp_acc + b * V::N, V::zero());
+        Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+        GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
+        const V one = V::set1(T(1));
+        for (int l = 0; l < n_levels; ++l) {
+          const BinLevel<T>& lv = levels[l];
+          const BinAxis& aw = lv.axis[2];
+          const LevelIO<T> io(pb, u, lv, tile, su.tile);
+          io.load_all(lv.grad_y);
+          for (index_t od = 0; od < lv.axis[0].out; ++od)
+            for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
+              const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
+              const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
+              max_bins<T, true>(src, aw, rows, nr, nb, rp, a[0], a[1], a[2]);
+              sum_bins<false>(src, aw, rows, nr, nb, rp, a[3], a[4], [](V v, index_t) { return Pair<V>{v, v}; });
+              for (index_t ow = 0; ow < aw.out; ++ow)
+                for (index_t b = 0; b < nb; ++b) {
+                  const index_t slot = (ow * nb + b) * V::N;
+                  const V g = io.get(lv.grad_y, od, oh, ow, b), al = V::load(ex.p + b * V::N);
+                  const V dv = V::set1(T(dd * aw.divisor[ow]));
+                  const V avg = V::div(V::load(a[3] + slot), dv);
+                  V::store(gp_acc + b * V::N,
+                           V::add(V::load(gp_acc + b * V::N), V::mul(g, V::sub(V::load(a[0] + slot), avg))));
+                  V::store(a[4] + slot, V::mul(al, g));
+                  V::store(a[3] + slot, V::div(V::mul(V::sub(one, al), g), dv));
+                }
+              route_bins(dst, aw, rows, nr, nb, grp, a[1], a[2], a[4]);
+              add_to_taps(dst, aw, rows, nr, nb, a[3]);
+            }
+        }
+        dst.flush();
+        if (gp)
+          for (index_t b = 0; b < nb; ++b)
+            for (index_t i = 0; i < u.lanes; ++i) gp[u.plane0 + b * V::N + i] = gp_acc[b * V::N + i];
+        continue;
+      }
+      if (op == BinReduce::stochastic_mean) {
+        // y = Q / S (Q = sum x^2, S = sum x): dy/dx = (2x - y) / S; a bin of zeros passes nothing
+        Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+        GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
+        typename V::M nonweight = V::lt(V::zero(), V::zero());
+        const V zero = V::zero();
+        for (int l = 0; l < n_levels; ++l) {
+          const BinLevel<T>& lv = levels[l];
+          const BinAxis& aw = lv.axis[2];
+          const LevelIO<T> io(pb, u, lv, tile, su.tile);
+          io.load_all(lv.grad_y);
+          for (index_t od = 0; od < lv.axis[0].out; ++od)
+            for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
+              const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
+              sum_bins<true>(src, aw, rows, nr, nb, rp, a[0], a[1], [&](V v, index_t) {
+                nonweight = V::m_or(nonweight, V::m_not(is_weight(v)));
+                return Pair<V>{v, V::mul(v, v)};
+              });
+              for (index_t ow = 0; ow < aw.out; ++ow)
+                for (index_t b = 0; b < nb; ++b) {
+                  const index_t slot = (ow * nb + b) * V::N;
+                  const V s = V::load(a[0] + slot);
+                  const auto none = V::eq(s, zero);
+                  V::store(a[2] + slot, V::select(none, zero, V::div(V::load(a[1] + slot), s)));
+                  V::store(a[3] + slot, V::select(none, zero, V::div(io.get(lv.grad_y, od, oh, ow, b), s)));
+                }
+              add_to_taps_of(src, dst, aw, rows, nr, nb, [&](V v, index_t slot) {
+                return V::mul(V::load(a[3] + slot), V::sub(V::add(v, v), V::load(a[2] + slot)));
+              });
+            }
+        }
+        dst.flush();
+        if (V::any(nonweight)) {
+          alignas(64) T f[V::N];
+          V::store(f, V::select(nonweight, V::set1(T(1)), zero));
+          for (index_t i = 0; i < u.lanes; ++i)
+            if (f[i] != T(0)) my_bad = 0;
+        }
         continue;
       }
       // LP / GeM / SoftPool: per output row, passes over its bins for the maximum, the
