@@ -80,7 +80,9 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
     ("mixed_pool2d", (32, 64, 112, 112), dict(alpha=0.5, kernel_size=3, stride=2, padding=1)),
     # Stochastic pooling (Zeiler & Fergus), training: a draw per window (the backward draws
     # again from the seed), in the same place.
-    ("stochastic_pool2d", (32, 64, 112, 112), dict(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), seed=1)),
+    ("stochastic_pool2d", (32, 64, 112, 112), dict(kernel_size=3, stride=2, padding=1, seed=1)),
+    # Graham's fractional max pooling, 2x2 windows, output ratio 1 / sqrt(2).
+    ("fractional_max_pool2d", (32, 64, 112, 112), dict(kernel_size=2, output_size=(79, 79))),
     # SegNet's decoder: max unpooling of a 2x2/2 max pool's output by its indices (the
     # shape is the pooling's input; the unpooled output has it too).
     ("max_unpool2d", (8, 64, 224, 224), dict(kernel_size=2, stride=2, padding=0)),
@@ -258,6 +260,8 @@ def case_label(op: str, shape: Tuple[int, ...], kw: Dict[str, Any]) -> str:
             return ",".join(map(str, v)) if isinstance(v, tuple) else v if isinstance(v, str) else f"{v:g}"
         return " ".join([label] + [f"{k}={fmt(v)}" for k, v in kw.items()])
     extra = "" if kw.get("count_include_pad", True) else " cip=F"
+    if "output_size" in kw:  # fractional max pooling
+        return f"{label} k{kw['kernel_size']} out={','.join(map(str, kw['output_size']))}"
     return (f"{label} k{kw['kernel_size']} s{kw['stride']}"
             f"{' p%d' % kw['padding'] if kw['padding'] else ''}{extra}")
 

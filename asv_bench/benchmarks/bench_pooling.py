@@ -123,3 +123,25 @@ class MixedPool2d(_Pool):
 
     def backward(self):
         return fastpool.mixed_pool_backward(self.g, self.x, 0.5, layout=self.layout, **self.geom)
+
+
+class StochasticPool2d(_Pool):
+    """Stochastic pooling (Zeiler & Fergus) of a ReLU's output with a ResNet stem's window:
+    training draws (the backward draws again from the seed) and the inference form."""
+
+    kind = "stochastic"
+    families = {"resnet50_stem": RESNET50_STEM}
+    params = _params(families)
+
+    def setup(self, *params):
+        super().setup(*params)
+        self.x = self.x.clip(0)
+
+    def forward(self):
+        return fastpool.stochastic_pool(self.x, seed=1, layout=self.layout, **self.geom)
+
+    def backward(self):
+        return fastpool.stochastic_pool_backward(self.g, self.x, seed=1, layout=self.layout, **self.geom)
+
+    def time_inference(self, *params):
+        fastpool.stochastic_pool(self.x, training=False, layout=self.layout, **self.geom)

@@ -250,6 +250,16 @@ void center_max_forward(const T* x, const T* x2, T* y, const LineProblem& lp, in
 }
 
 template <class T>
+void fractional_max_forward(const T* x, const T* samples, T* y, std::int64_t* idx, const FractionalProblem& fp,
+                            int threads) {
+  check_fractional(fp);
+  const index_t planes = fp.batch * fp.channels;
+  for (index_t p = 0; p < planes * fp.rank; ++p)
+    if (!(samples[p] >= T(0) && samples[p] < T(1))) throw std::invalid_argument("samples must be in [0, 1)");
+  ops<T>().fractional_forward(x, samples, y, idx, fp, threads);
+}
+
+template <class T>
 index_t max_unpool_forward(const T* x, const std::int64_t* idx, T* y, const UnpoolProblem& up, int threads) {
   check_unpool(up);
   return ops<T>().unpool_forward(x, idx, y, up, threads);
@@ -275,7 +285,8 @@ index_t max_unpool_backward(const T* gy, const std::int64_t* idx, T* gx, const U
   template void line_max_backward<T>(const T*, const T*, const T*, T*, const LineProblem&, int); \
   template void center_max_forward<T>(const T*, const T*, T*, const LineProblem&, int);          \
   template index_t max_unpool_forward<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int); \
-  template index_t max_unpool_backward<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
+  template index_t max_unpool_backward<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int); \
+  template void fractional_max_forward<T>(const T*, const T*, T*, std::int64_t*, const FractionalProblem&, int);
 FASTPOOL_INSTANTIATE(float)
 FASTPOOL_INSTANTIATE(double)
 #undef FASTPOOL_INSTANTIATE

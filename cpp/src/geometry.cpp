@@ -1,6 +1,7 @@
 #include "fastpool/geometry.hpp"
 
 #include "fastpool/bins.hpp"
+#include "fastpool/fractional.hpp"
 #include "fastpool/lines.hpp"
 #include "fastpool/unpool.hpp"
 
@@ -216,6 +217,25 @@ void check_unpool(const UnpoolProblem& up) {
     if (d < 1 || d > kHuge) fail("unpooling sizes must be in [1, 2**40], got " + std::to_string(d));
   checked_mul(checked_mul(up.batch, up.channels, "input size"), up.in_size, "input size");
   checked_mul(checked_mul(up.batch, up.channels, "output size"), up.out_size, "output size");
+}
+
+void check_fractional(const FractionalProblem& fp) {
+  if (fp.rank < 1 || fp.rank > kMaxRank) fail("fractional pooling's rank must be 1, 2 or 3");
+  if (fp.batch < 1 || fp.batch > kHuge || fp.channels < 1 || fp.channels > kHuge)
+    fail("batch and channel counts must be in [1, 2**40]");
+  index_t in = checked_mul(fp.batch, fp.channels, "input size"), out = in;
+  for (int a = 0; a < kMaxRank; ++a) {
+    const index_t i = fp.in[a], o = fp.out[a], k = fp.kernel[a];
+    if (i < 1 || i > kHuge || o < 1 || o > kHuge || k < 1 || k > kHuge)
+      fail("fractional pooling sizes must be in [1, 2**40]");
+    if (o + k - 1 > i)
+      fail("output size " + std::to_string(o) + " + kernel size " + std::to_string(k) + " - 1 exceeds the input size " +
+           std::to_string(i));
+    if (fp.sample_axis[a] >= fp.rank || (fp.sample_axis[a] < 0 && (i != 1 || o != 1 || k != 1)))
+      fail("every pooled axis needs a sample");
+    in = checked_mul(in, i, "input size");
+    out = checked_mul(out, o, "output size");
+  }
 }
 
 index_t unpool_default_size(index_t in, index_t kernel, index_t stride, index_t padding) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -194,6 +195,85 @@ void check_unpool_isa(Isa isa, std::mt19937_64& rng, int case_id) {
   }
 }
 
+// Fractional max pooling: every path against a plain loop over PyTorch's intervals
+// (values and positions, bitwise), NaN and ties included, both layouts.
+template <class T>
+void check_fractional_isa(Isa isa, std::mt19937_64& rng, int case_id) {
+  auto pick = [&](int lo, int hi) { return int(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+  FractionalProblem fp;
+  fp.rank = pick(2, 3);
+  fp.batch = pick(1, 3);
+  fp.channels = pick(1, 20);
+  fp.channels_last = pick(0, 1) == 1;
+  for (int a = 3 - fp.rank; a < 3; ++a) {
+    fp.in[a] = pick(1, fp.rank == 3 ? 12 : 40);
+    fp.kernel[a] = pick(1, int(std::min<index_t>(fp.in[a], 4)));
+    fp.out[a] = pick(1, int(fp.in[a] - fp.kernel[a] + 1));
+  }
+  if (fp.rank == 3) {
+    fp.sample_axis[0] = 0;
+    fp.sample_axis[1] = 1;
+    fp.sample_axis[2] = 2;
+  }
+  const index_t planes = fp.batch * fp.channels, P = fp.in_plane(), Q = fp.out_plane(), C = fp.channels;
+  std::vector<T> x(std::size_t(planes * P)), u(std::size_t(planes * fp.rank));
+  for (auto& v : x) v = T(pick(-6, 6)) / T(2);  // ties
+  if (case_id % 3 == 0)
+    for (int i = 0; i < 3; ++i) x[std::size_t(pick(0, int(x.size()) - 1))] = T(NAN);
+  for (auto& v : u) v = T(std::uniform_real_distribution<double>(0, 1)(rng));
+  if (case_id % 5 == 0) u[0] = std::nextafter(T(1), T(0));
+  std::vector<T> y0(std::size_t(planes * Q)), y1(y0.size(), T(-99));
+  std::vector<std::int64_t> i0(y0.size()), i1(y0.size(), -5);
+  // the plain loop
+  for (index_t n = 0; n < fp.batch; ++n)
+    for (index_t c = 0; c < C; ++c) {
+      const index_t p = n * C + c;
+      auto at = [&](index_t s) { return fp.channels_last ? (n * P + s) * C + c : p * P + s; };
+      auto oat = [&](index_t q) { return fp.channels_last ? (n * Q + q) * C + c : p * Q + q; };
+      for (index_t od = 0; od < fp.out[0]; ++od)
+        for (index_t oh = 0; oh < fp.out[1]; ++oh)
+          for (index_t ow = 0; ow < fp.out[2]; ++ow) {
+            const index_t o[3] = {od, oh, ow};
+            index_t s[3];
+            for (int a = 0; a < 3; ++a) {
+              const int sa = fp.sample_axis[a];
+              if (sa < 0) {
+                s[a] = 0;
+                continue;
+              }
+              const T uu = u[std::size_t(p * fp.rank + sa)];
+              if (o[a] == fp.out[a] - 1) {
+                s[a] = fp.in[a] - fp.kernel[a];
+              } else {
+                const T alpha = T(fp.in[a] - fp.kernel[a]) / T(fp.out[a] - 1);
+                s[a] = index_t(int((T(o[a]) + uu) * alpha) - int(uu * alpha));
+              }
+            }
+            T best = -std::numeric_limits<T>::infinity();
+            index_t arg = (s[0] * fp.in[1] + s[1]) * fp.in[2] + s[2];
+            for (index_t d = s[0]; d < s[0] + fp.kernel[0]; ++d)
+              for (index_t h = s[1]; h < s[1] + fp.kernel[1]; ++h)
+                for (index_t w = s[2]; w < s[2] + fp.kernel[2]; ++w) {
+                  const index_t q = (d * fp.in[1] + h) * fp.in[2] + w;
+                  const T v = x[std::size_t(at(q))];
+                  if (v > best || std::isnan(v)) best = v, arg = q;
+                }
+            const index_t q = (od * fp.out[1] + oh) * fp.out[2] + ow;
+            y0[std::size_t(oat(q))] = best;
+            i0[std::size_t(oat(q))] = arg;
+          }
+    }
+  const PoolKernels<T>& k = kernels_of<T>(kernel_table(isa));
+  k.fractional_forward(x.data(), u.data(), y1.data(), i1.data(), fp, 1 + case_id % 3);
+  std::vector<T> y2(y0.size(), T(-99));
+  k.fractional_forward(x.data(), u.data(), y2.data(), nullptr, fp, 2);
+  if (!same_bits(y0, y1) || i0 != i1 || !same_bits(y0, y2)) {
+    ++failures;
+    std::printf("FAIL %s %s fractional_max case %d (rank %d, %s)\n", isa_name(isa), sizeof(T) == 4 ? "f32" : "f64",
+                case_id, fp.rank, fp.channels_last ? "channels_last" : "channels_first");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -210,6 +290,8 @@ int main(int argc, char** argv) {
       check_lines_isa<double>(isa, rng, c);
       check_unpool_isa<float>(isa, rng, c);
       check_unpool_isa<double>(isa, rng, c);
+      check_fractional_isa<float>(isa, rng, c);
+      check_fractional_isa<double>(isa, rng, c);
     }
     ++run;
   }

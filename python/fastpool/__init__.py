@@ -50,6 +50,14 @@ from .adaptive_pool import (
     global_max_pool3d_backward,
     global_max_pool_backward,
 )
+from .fractional_pool import (
+    fractional_max_pool,
+    fractional_max_pool2d,
+    fractional_max_pool2d_backward,
+    fractional_max_pool3d,
+    fractional_max_pool3d_backward,
+    fractional_max_pool_backward,
+)
 from .mixed_pool import (
     mixed_pool,
     mixed_pool1d,
@@ -164,6 +172,12 @@ __all__ = [
     "avg_pool3d",
     "avg_pool3d_backward",
     "avg_pool_backward",
+    "fractional_max_pool",
+    "fractional_max_pool2d",
+    "fractional_max_pool3d",
+    "fractional_max_pool_backward",
+    "fractional_max_pool2d_backward",
+    "fractional_max_pool3d_backward",
     "mixed_pool",
     "mixed_pool1d",
     "mixed_pool2d",

@@ -61,6 +61,9 @@ CASES: List[Tuple[str, str, str, Tuple[int, ...], Dict[str, Any]]] = [
     ("resnet50", "stochastic pool 3x3/2 p1", "stochastic_pool2d", (8, 64, 112, 112), dict(seed=1, **win(3, 2, 1))),
     ("resnet50", "stochastic pool 3x3/2 p1 (inference)", "stochastic_pool2d", (8, 64, 112, 112),
      dict(training=False, **win(3, 2, 1))),
+    # Graham's fractional max pooling: 2x2 windows, output ratio 1 / sqrt(2).
+    ("fmp", "fractional maxpool 2x2 -> 79x79", "fractional_max_pool2d", (8, 64, 112, 112),
+     dict(kernel_size=(2, 2), output_size=(79, 79))),
     # SegNet's decoder puts a 2x2/2 max pool's values back by its indices (the shape is
     # the pooling's input, and the unpooled output's).
     ("segnet", "max unpool 2x2/2", "max_unpool2d", (8, 64, 112, 112), win(2, 2, 0)),

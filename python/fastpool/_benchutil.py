@@ -84,9 +84,14 @@ def operator_inputs(op: str, x: np.ndarray, layout: str, kw: Dict[str, Any]) -> 
     """The input and keyword arguments an operator is timed on, made from data ``x``
     shaped as the case says: max unpooling takes ``x`` max-pooled by its own window
     (and the indices, in ``kw``), as a decoder does; stochastic pooling takes a ReLU's
-    output ``max(x, 0)`` (half zeros); other operators take ``x``."""
+    output ``max(x, 0)`` (half zeros); fractional max pooling gets fixed samples (in
+    ``kw``); other operators take ``x``."""
     if base_name(op) == "stochastic_pool":
         return np.maximum(x, 0, out=x), kw
+    if base_name(op) == "fractional_max_pool":  # the samples torch would draw, fixed
+        n, c = (x.shape[0], x.shape[-1]) if layout == "channels_last" else x.shape[:2]
+        u = np.random.default_rng(0).random((n, c, x.ndim - 2), dtype=x.dtype)
+        return x, dict(kw, random_samples=u)
     if base_name(op) != "max_unpool":
         return x, kw
     import fastpool
@@ -142,8 +147,10 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
             return ab * mx(t, **geo) + (1 - ab) * av(t, **geo)
         return mixed, [a]
     if name == "stochastic_pool":  # the usual PyTorch form: unfold, cumsum against u * sum, gather
-        k, p = kw["kernel_size"], kw.get("padding", 0)
-        st = kw.get("stride") or k
+        def pair(v: Any) -> Tuple[int, int]:
+            return (v, v) if isinstance(v, int) else tuple(v)
+        k, p = pair(kw["kernel_size"]), pair(kw.get("padding", 0))
+        st = pair(kw.get("stride") or k)
         training = kw.get("training", True)
 
         def stochastic(t: Any) -> Any:
@@ -157,6 +164,10 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
             pick = (cols.cumsum(2) <= u).sum(2, keepdim=True).clamp_max(k[0] * k[1] - 1)
             return cols.gather(2, pick).view(n, c, oh, ow)
         return stochastic, []
+    if name == "fractional_max_pool":
+        fn = getattr(F, f"fractional_max_pool{rank}d")
+        return (lambda t: fn(t, kw["kernel_size"], output_size=kw["output_size"],
+                             _random_samples=kw["random_samples"])), []
     if name == "max_unpool":
         fn = getattr(F, f"max_unpool{rank}d")
         return (lambda t: fn(t, kw["indices"], kw["kernel_size"], kw.get("stride"), kw.get("padding", 0),

@@ -230,8 +230,9 @@ def weight_error(x: np.ndarray) -> ValueError:
         bad = np.flatnonzero(~((x >= 0) & (x < np.inf)))
     at = np.unravel_index(int(bad[0]), x.shape) if bad.size else ()
     value = x[at] if bad.size else "?"
-    return ValueError(f"stochastic pooling needs x >= 0 and finite (it draws with probability x / sum x, "
-                      f"e.g. a ReLU's output), but x[{', '.join(map(str, at))}] = {value}")
+    return ValueError(f"stochastic pooling needs x >= 0 and finite in every window (it draws with probability "
+                      f"x / sum x, e.g. a ReLU's output); a window holds a value that is not: the first such "
+                      f"value in x is x[{', '.join(map(str, at))}] = {value}")
 
 
 def bad_index_error(indices_c: np.ndarray, pos: int, plane: int) -> ValueError:

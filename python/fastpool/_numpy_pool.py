@@ -678,3 +678,73 @@ def stochastic_pool_backward(grad_output, x, kernel_size, stride=None, padding=0
 
 
 __all__ += ["stochastic_pool", "stochastic_pool_backward"]
+
+
+# --- fractional max pooling --------------------------------------------------------------
+
+
+def _fractional_starts(u, in_size, out_size, k, dtype):
+    """PyTorch's window starts of every output, per plane (u: one sample per plane)."""
+    i = np.arange(out_size - 1, dtype=dtype)
+    alpha = dtype(in_size - k) / dtype(max(out_size - 1, 1))
+    s = ((i[None, :] + u[:, None]) * alpha).astype(np.int64) - (u * alpha).astype(np.int64)[:, None]
+    return np.concatenate([s, np.full((len(u), 1), in_size - k, dtype=np.int64)], axis=1)
+
+
+def fractional_max_pool(x, kernel_size, output_size=None, output_ratio=None, random_samples=None,
+                        layout="channels_first"):
+    """Fractional max pooling of a batched input with given samples (N, C, rank); see
+    :func:`fastpool.fractional_max_pool`."""
+    return _fractional(x, kernel_size, output_size, random_samples, layout)[0]
+
+
+def _fractional(x, kernel_size, output_size, random_samples, layout):
+    cl = layout == "channels_last"
+    xc = np.moveaxis(x, -1, 1) if cl else x
+    n, c = xc.shape[:2]
+    rank = xc.ndim - 2
+    k = _tuple(kernel_size, rank)
+    o = _tuple(output_size, rank)
+    u = np.asarray(random_samples, dtype=x.dtype).reshape(n * c, rank)
+    order = (1, 0) if rank == 2 else (0, 1, 2)  # PyTorch: 2D samples are (W, H)
+    planes = xc.reshape((n * c,) + xc.shape[2:])
+    spatial = xc.shape[2:]
+    starts = [_fractional_starts(u[:, order[a]], spatial[a], o[a], k[a], x.dtype.type) for a in range(rank)]
+    y = np.full((n * c,) + o, -np.inf, dtype=x.dtype)
+    idx = np.zeros((n * c,) + o, dtype=np.int64)
+    flat = np.arange(int(np.prod(spatial))).reshape(spatial)
+    rows = np.arange(n * c)
+    for outs in itertools.product(*(range(v) for v in o)):
+        first = True
+        for taps in itertools.product(*(range(v) for v in k)):
+            pos = tuple(starts[a][:, outs[a]] + taps[a] for a in range(rank))
+            v = planes[(rows,) + pos]
+            f = flat[pos]
+            cur = y[(slice(None),) + outs]
+            take = (v > cur) | np.isnan(v) | first
+            y[(slice(None),) + outs] = np.where(take, v, cur)
+            idx[(slice(None),) + outs] = np.where(take, f, idx[(slice(None),) + outs])
+            first = False
+    y = y.reshape((n, c) + o)
+    idx = idx.reshape((n, c) + o)
+    if cl:
+        return np.ascontiguousarray(np.moveaxis(y, 1, -1)), np.ascontiguousarray(np.moveaxis(idx, 1, -1))
+    return y, idx
+
+
+def fractional_max_pool_backward(grad_output, x, kernel_size, output_size=None, random_samples=None,
+                                 layout="channels_first"):
+    """Gradient of :func:`fractional_max_pool`: grad_output added at each maximum."""
+    cl = layout == "channels_last"
+    o = grad_output.shape[1:-1] if cl else grad_output.shape[2:]
+    _, idx = _fractional(x, kernel_size, o, random_samples, layout)
+    g = np.moveaxis(grad_output, -1, 1) if cl else grad_output
+    ic = np.moveaxis(idx, -1, 1) if cl else idx
+    n, c = g.shape[:2]
+    gx = np.zeros((n * c, int(np.prod(x.shape[1:-1] if cl else x.shape[2:]))), dtype=grad_output.dtype)
+    np.add.at(gx, (np.arange(n * c)[:, None], ic.reshape(n * c, -1)), g.reshape(n * c, -1))
+    gx = gx.reshape((n, c) + (x.shape[1:-1] if cl else x.shape[2:]))
+    return np.ascontiguousarray(np.moveaxis(gx, 1, -1)) if cl else gx
+
+
+__all__ += ["fractional_max_pool", "fractional_max_pool_backward"]

@@ -77,7 +77,8 @@ def stochastic_pool(
 
     The draw: ``u`` uniform in [0, 1) from ``(seed, plane n*C + c, window w)`` (window
     index in row-major output order), then the first tap at which the running sum of
-    the window (in x's dtype, taps in row-major order) exceeds ``u * S``. ``u`` is
+    the window (in x's dtype, taps in row-major order) exceeds ``u * S`` (where rounding
+    leaves none, the last tap at which the running sum reaches ``S``). ``u`` is
     ``z >> 40`` / 2**24 (float32) or ``z >> 11`` / 2**53 (float64) of
     ``z = mix(mix(seed ^ plane * 0x9E3779B97F4A7C15) + w * 0xD1B54A32D192ED03)``, ``mix``
     being splitmix64's output function (arithmetic mod 2**64). The same seed gives the
@@ -165,7 +166,7 @@ def stochastic_pool_backward(
     >>> import numpy as np, fastpool
     >>> x = np.array([[[1., 3.]]], dtype=np.float32)
     >>> fastpool.stochastic_pool_backward(np.ones((1, 1, 1), np.float32), x, (2,), training=False)
-    array([[[-0.375,  0.625]]], dtype=float32)
+    array([[[-0.125,  0.875]]], dtype=float32)
     """
     x = check_float_array(x, "x")
     return _stochastic_backward(grad_output, x, _rank_of(kernel_size, x.ndim), kernel_size, stride, padding,

@@ -9,6 +9,7 @@
 #include "fastpool/bins.hpp"
 #include "fastpool/geometry.hpp"
 #include "fastpool/lines.hpp"
+#include "fastpool/fractional.hpp"
 #include "fastpool/unpool.hpp"
 
 namespace fastpool {
@@ -29,6 +30,7 @@ struct PoolKernels {
   void (*center_forward)(const T*, const T*, T*, const LineProblem&, int);
   index_t (*unpool_forward)(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
   index_t (*unpool_backward)(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
+  void (*fractional_forward)(const T*, const T*, T*, std::int64_t*, const FractionalProblem&, int);
 };
 
 // Element-wise vector math of each path, over arrays: the tests compare every path

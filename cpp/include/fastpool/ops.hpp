@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "fastpool/bins.hpp"
+#include "fastpool/fractional.hpp"
 #include "fastpool/geometry.hpp"
 #include "fastpool/lines.hpp"
 #include "fastpool/unpool.hpp"
@@ -80,6 +81,13 @@ index_t max_unpool_forward(const T* x, const std::int64_t* indices, T* y, const 
 /// (grad_x holds 0 where an index is outside).
 template <class T>
 index_t max_unpool_backward(const T* grad_y, const std::int64_t* indices, T* grad_x, const UnpoolProblem& up,
+                            int threads);
+
+/// Fractional max pooling: y = the maximum of each window (PyTorch's starts from the
+/// samples, its scan: first maximum, the last NaN); idx (nullable) its flat spatial
+/// position. The gradient is max pooling's with given indices (bin_backward).
+template <class T>
+void fractional_max_forward(const T* x, const T* samples, T* y, std::int64_t* idx, const FractionalProblem& fp,
                             int threads);
 
 }  // namespace fastpool

@@ -13,6 +13,7 @@
 #include "kernels/bin_max-inl.hpp"
 #include "kernels/line_max-inl.hpp"
 #include "kernels/unpool-inl.hpp"
+#include "kernels/fractional-inl.hpp"
 
 // Bin reductions: global max / avg pooling and the max over adaptive bins of small
 // planes have loops of their own; every other bin reduction runs the general kernels.
@@ -57,6 +58,7 @@ PoolKernels<T> make_kernels() {
   k.center_forward = &lines::center_forward<T>;
   k.unpool_forward = &unpool::forward<T>;
   k.unpool_backward = &unpool::backward<T>;
+  k.fractional_forward = &fractional::forward<T>;
   return k;
 }
 
