@@ -282,8 +282,7 @@ def measure_layout(op: str, shape: Tuple[int, ...], kw: Dict[str, Any], layout: 
     rank, name, label = len(shape) - 2, base_name(op), case_label(op, shape, kw)
     fp_kw = kw  # fastpool's (and NumPy's, torch's) keyword arguments: per-axis tuples
     if "kernel_size" in kw:
-        fp_kw = dict(kw, kernel_size=(kw["kernel_size"],) * rank, stride=(kw["stride"],) * rank,
-                     padding=(kw["padding"],) * rank)
+        fp_kw = dict(kw, **{k: (kw[k],) * rank for k in ("kernel_size", "stride", "padding") if k in kw})
     xshape = (shape[0],) + shape[2:] + (shape[1],) if layout == "channels_last" else shape
     x, fp_kw = operator_inputs(op, uniform(rng, xshape), layout, fp_kw)
     y = pool_call(fastpool, op, "fwd", x, None, layout, fp_kw)()

@@ -1,4 +1,5 @@
-// Bindings of max unpooling: check the arrays, release the GIL, call cpp/.
+// Bindings of max unpooling and of the scatter-add that routes a gradient to argmax
+// positions: check the arrays, release the GIL, call cpp/.
 #include <pybind11/pybind11.h>
 
 #include <string>
@@ -57,6 +58,18 @@ index_t forward(const py::array& x, const py::array& idx, py::array& y, bool cha
                                       up, threads);
 }
 
+index_t scatter_add(const py::array& x, const py::array& idx, py::array& y, bool channels_last, int threads) {
+  const DType dt = dtype_of(x, "x");
+  const UnpoolProblem up = problem_of(x, idx, y, channels_last, "x", "out", false);
+  const auto* ip = static_cast<const std::int64_t*>(idx.data());
+  py::gil_scoped_release release;
+  if (dt == DType::f32)
+    return fastpool::scatter_add(static_cast<const float*>(x.data()), ip, static_cast<float*>(y.mutable_data()), up,
+                                 threads);
+  return fastpool::scatter_add(static_cast<const double*>(x.data()), ip, static_cast<double*>(y.mutable_data()), up,
+                               threads);
+}
+
 index_t backward(const py::array& gy, const py::array& idx, py::array& gx, bool channels_last, int threads) {
   const DType dt = dtype_of(gy, "grad_output");
   const UnpoolProblem up = problem_of(gx, idx, gy, channels_last, "out", "grad_output", true);
@@ -78,6 +91,10 @@ void register_unpool(py::module_& m) {
         py::arg("threads"),
         "out = 0, out[index] = x per plane; arrays (N, C, size) or (N, size, C). Returns the flat position of "
         "the first index outside the plane, or -1.");
+  m.def("scatter_add", &scatter_add, py::arg("x"), py::arg("indices"), py::arg("out"), py::arg("channels_last"),
+        py::arg("threads"),
+        "out = 0, out[index] += x per plane (a gradient routed to argmax positions); returns as "
+        "max_unpool_forward.");
   m.def("max_unpool_backward", &backward, py::arg("grad_output"), py::arg("indices"), py::arg("out"),
         py::arg("channels_last"), py::arg("threads"),
         "out = grad_output at the indices; returns as max_unpool_forward.");

@@ -266,6 +266,12 @@ index_t max_unpool_forward(const T* x, const std::int64_t* idx, T* y, const Unpo
 }
 
 template <class T>
+index_t scatter_add(const T* x, const std::int64_t* idx, T* y, const UnpoolProblem& up, int threads) {
+  check_unpool(up);
+  return ops<T>().scatter_add(x, idx, y, up, threads);
+}
+
+template <class T>
 index_t max_unpool_backward(const T* gy, const std::int64_t* idx, T* gx, const UnpoolProblem& up, int threads) {
   check_unpool(up);
   return ops<T>().unpool_backward(gy, idx, gx, up, threads);
@@ -286,6 +292,7 @@ index_t max_unpool_backward(const T* gy, const std::int64_t* idx, T* gx, const U
   template void center_max_forward<T>(const T*, const T*, T*, const LineProblem&, int);          \
   template index_t max_unpool_forward<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int); \
   template index_t max_unpool_backward<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int); \
+  template index_t scatter_add<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);              \
   template void fractional_max_forward<T>(const T*, const T*, T*, std::int64_t*, const FractionalProblem&, int);
 FASTPOOL_INSTANTIATE(float)
 FASTPOOL_INSTANTIATE(double)

@@ -236,6 +236,10 @@ void check_fractional(const FractionalProblem& fp) {
     in = checked_mul(in, i, "input size");
     out = checked_mul(out, o, "output size");
   }
+  // the kernels gather with 32-bit offsets within a plane (channels_last: a sample)
+  if (fp.in_plane() * (fp.channels_last ? fp.channels : 1) > index_t(2147483647))
+    fail(std::string("fractional pooling needs fewer than 2**31 elements per ") +
+         (fp.channels_last ? "sample" : "plane"));
 }
 
 index_t unpool_default_size(index_t in, index_t kernel, index_t stride, index_t padding) {

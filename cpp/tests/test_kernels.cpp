@@ -162,7 +162,7 @@ void check_lines_isa(Isa isa, std::mt19937_64& rng, int case_id) {
 
 // Max unpooling and its gradient: every path against scalar, bitwise, with duplicate
 // indices (the last wins) and, in some cases, an index outside the plane (the same
-// first bad position must be reported).
+// first bad position must be reported); scatter_add (duplicates add up) against a loop.
 template <class T>
 void check_unpool_isa(Isa isa, std::mt19937_64& rng, int case_id) {
   auto pick = [&](int lo, int hi) { return int(std::uniform_int_distribution<int>(lo, hi)(rng)); };
@@ -187,7 +187,19 @@ void check_unpool_isa(Isa isa, std::mt19937_64& rng, int case_id) {
   const index_t b1 = k.unpool_forward(x.data(), idx.data(), y1.data(), up, threads);
   const index_t c0 = ref.unpool_backward(gy.data(), idx.data(), g0.data(), up, 1);
   const index_t c1 = k.unpool_backward(gy.data(), idx.data(), g1.data(), up, threads);
-  const bool ok = b0 == b1 && c0 == c1 && b0 == c0 && (b0 >= 0 || same_bits(y0, y1)) && same_bits(g0, g1);
+  // scatter_add: y = 0, y[index] += x in input order (a plain loop)
+  std::vector<T> s0(gy.size(), T(0)), s1(gy.size(), T(-3));
+  for (index_t n = 0; n < up.batch; ++n)
+    for (index_t c = 0; c < up.channels; ++c)
+      for (index_t i = 0; i < up.in_size; ++i) {
+        const index_t at = up.channels_last ? (n * up.in_size + i) * up.channels + c : (n * up.channels + c) * up.in_size + i;
+        const std::int64_t j = idx[std::size_t(at)];
+        if (j < 0 || j >= up.out_size) continue;
+        s0[std::size_t(up.channels_last ? (n * up.out_size + j) * up.channels + c : (n * up.channels + c) * up.out_size + j)] += x[std::size_t(at)];
+      }
+  const index_t d1 = k.scatter_add(x.data(), idx.data(), s1.data(), up, threads);
+  const bool ok = b0 == b1 && c0 == c1 && b0 == c0 && (b0 >= 0 || same_bits(y0, y1)) && same_bits(g0, g1) &&
+                  d1 == b0 && (d1 >= 0 || same_bits(s0, s1));
   if (!ok) {
     ++failures;
     std::printf("FAIL %s %s max_unpool case %d (bad %lld/%lld, %lld/%lld)\n", isa_name(isa),

@@ -14,6 +14,9 @@ import numpy as np
 SHAPE_ONLY_BACKWARD = ("avg_pool", "global_avg_pool", "adaptive_avg_pool")
 # Backward functions that take neither (their keyword arguments carry what they need).
 NO_INPUT_BACKWARD = ("max_unpool",)
+# Backward functions timed with the indices their forward returned (made untimed, as
+# torch's autograd keeps them) instead of the forward's samples.
+INDICES_BACKWARD = ("fractional_max_pool",)
 
 
 def uniform(rng: np.random.Generator, shape: Tuple[int, ...]) -> np.ndarray:
@@ -76,6 +79,11 @@ def pool_call(module: Any, op: str, direction: str, x: np.ndarray, g: Optional[n
         return functools.partial(getattr(module, name), x, layout=layout, **kw, **extra)
     if name in NO_INPUT_BACKWARD:
         return functools.partial(getattr(module, name + "_backward"), g, layout=layout, **kw, **extra)
+    if name in INDICES_BACKWARD:
+        _, idx = getattr(module, name)(x, layout=layout, return_indices=True, **kw)
+        kw = {k: v for k, v in kw.items() if k != "random_samples"}
+        return functools.partial(getattr(module, name + "_backward"), g, x, layout=layout, indices=idx, **kw,
+                                 **extra)
     a = x.shape if name in SHAPE_ONLY_BACKWARD else x
     return functools.partial(getattr(module, name + "_backward"), g, a, layout=layout, **kw, **extra)
 

@@ -223,6 +223,23 @@ def check_indices(indices: Any, shape: Tuple[int, ...]) -> np.ndarray:
     return indices
 
 
+def route_to_indices(g: np.ndarray, indices: np.ndarray, gx: np.ndarray, layout: "Layout",
+                     out_spatial: Sequence[int], in_spatial: Sequence[int]) -> None:
+    """gx = 0, then each element of g added at its flat in-plane position in indices
+    (a C-contiguous int64 array shaped like g): the backward of an operator that
+    returned argmax positions (stochastic, fractional max pooling)."""
+    batch, channels, _ = layout.split(gx.shape)
+    cl = layout.channels_last
+
+    def planes(a: np.ndarray, spatial: Sequence[int]) -> np.ndarray:
+        size = int(np.prod(spatial))
+        return a.reshape((batch, size, channels) if cl else (batch, channels, size))
+    bad = _core.scatter_add(planes(g, out_spatial), planes(indices, out_spatial), planes(gx, in_spatial), cl,
+                            get_num_threads())
+    if bad >= 0:
+        raise bad_index_error(indices, bad, int(np.prod(in_spatial)))
+
+
 def weight_error(x: np.ndarray) -> ValueError:
     """The message for stochastic pooling's input holding a value that is no weight
     (the kernel reports that a window holds one; this finds the first such value)."""
@@ -258,6 +275,7 @@ __all__ = [
     "power_exponent",
     "rank_of_size",
     "readable",
+    "route_to_indices",
     "spatial_split",
     "weight_error",
 ]

@@ -105,6 +105,10 @@ def max_unpool_forward(
     x: npt.NDArray[np.floating], indices: npt.NDArray[np.int64], out: npt.NDArray[np.floating],
     channels_last: bool, threads: int,
 ) -> int: ...
+def scatter_add(
+    x: npt.NDArray[np.floating], indices: npt.NDArray[np.int64], out: npt.NDArray[np.floating],
+    channels_last: bool, threads: int,
+) -> int: ...
 def max_unpool_backward(
     grad_output: npt.NDArray[np.floating], indices: npt.NDArray[np.int64], out: npt.NDArray[np.floating],
     channels_last: bool, threads: int,

@@ -692,10 +692,11 @@ def _fractional_starts(u, in_size, out_size, k, dtype):
 
 
 def fractional_max_pool(x, kernel_size, output_size=None, output_ratio=None, random_samples=None,
-                        layout="channels_first"):
+                        return_indices=False, layout="channels_first"):
     """Fractional max pooling of a batched input with given samples (N, C, rank); see
     :func:`fastpool.fractional_max_pool`."""
-    return _fractional(x, kernel_size, output_size, random_samples, layout)[0]
+    y, idx = _fractional(x, kernel_size, output_size, random_samples, layout)
+    return (y, idx) if return_indices else y
 
 
 def _fractional(x, kernel_size, output_size, random_samples, layout):
@@ -733,11 +734,12 @@ def _fractional(x, kernel_size, output_size, random_samples, layout):
 
 
 def fractional_max_pool_backward(grad_output, x, kernel_size, output_size=None, random_samples=None,
-                                 layout="channels_first"):
-    """Gradient of :func:`fractional_max_pool`: grad_output added at each maximum."""
+                                 indices=None, layout="channels_first"):
+    """Gradient of :func:`fractional_max_pool`: grad_output added at each maximum (the
+    forward's indices, or found again from the samples)."""
     cl = layout == "channels_last"
     o = grad_output.shape[1:-1] if cl else grad_output.shape[2:]
-    _, idx = _fractional(x, kernel_size, o, random_samples, layout)
+    idx = indices if indices is not None else _fractional(x, kernel_size, o, random_samples, layout)[1]
     g = np.moveaxis(grad_output, -1, 1) if cl else grad_output
     ic = np.moveaxis(idx, -1, 1) if cl else idx
     n, c = g.shape[:2]

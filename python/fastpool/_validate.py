@@ -89,6 +89,19 @@ def shape_tuple(value: Any, name: str) -> Tuple[int, ...]:
     return out
 
 
+def check_seed(seed: Any, bound: Optional[int] = 2**64) -> Any:
+    """None, a numpy.random.Generator, or an int in [0, bound) (returned as int; bound
+    None: any non-negative int, as numpy.random.default_rng takes)."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {seed!r}")
+    if int(seed) < 0 or (bound is not None and int(seed) >= bound):
+        raise ValueError(f"seed must be in [0, 2**64), got {seed!r}" if bound == 2**64 else
+                         f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
 def check_layout(layout: Any) -> bool:
     """Returns True for channels_last."""
     if layout not in LAYOUTS:

@@ -24,6 +24,7 @@ from ._validate import (
     check_float_array,
     check_layout,
     check_no_overlap,
+    check_seed,
     contiguous,
     int_tuple,
     output_array,
@@ -98,12 +99,8 @@ def _samples(random_samples: Any, seed: Seed, batch: int, channels: int, rank: i
         if not np.all((s >= 0) & (s < 1)):
             raise ValueError(f"random_samples must be in [0, 1) in {np.dtype(dtype)}")
         return np.ascontiguousarray(s)
-    if seed is None or isinstance(seed, np.random.Generator):
-        rng = seed if seed is not None else np.random.default_rng()
-    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {seed!r}")
-    else:
-        rng = np.random.default_rng(int(seed))
+    seed = check_seed(seed, None)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return rng.random((batch, channels, rank), dtype=dtype)
 
 
@@ -275,11 +272,7 @@ def _fractional_backward(grad_output, x, rank, kernel_size, output_size, output_
     idx_c = contiguous(_bins.check_indices(indices, g.shape))
     gx = output_array(out, x.shape, x.dtype)
     check_no_overlap(gx, "out", x, g, idx_c)
-    grid = _bins.Grid(call.lay, x.shape, out_spatial, None)
-    bad = _bins.backward(None, grid.canon_in(gx), call.lay.channels_last, "max",
-                         [(grid.bins, grid.level(g), grid.level(idx_c))])
-    if bad >= 0:
-        raise _bins.bad_index_error(idx_c, bad, int(np.prod(call.spatial)))
+    _bins.route_to_indices(g, idx_c, gx, call.lay, out_spatial, call.spatial)
     return gx
 
 

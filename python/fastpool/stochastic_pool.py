@@ -12,13 +12,21 @@ the seed instead of being given the indices.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _bins
-from ._validate import Layout, check_bool, check_float_array, check_layout, check_no_overlap, contiguous, output_array
+from ._validate import (
+    Layout,
+    check_bool,
+    check_float_array,
+    check_layout,
+    check_no_overlap,
+    check_seed,
+    contiguous,
+    output_array,
+)
 from .pooling import IntOrTuple, Padding, _rank_of, _ranked
 from .power_pool import _power_backward, _power_forward, _Spec
 
@@ -42,15 +50,12 @@ def _spec(rank, kernel_size, stride, padding, dilation, ceil_mode) -> _Spec:
 
 def _seed(seed: Any) -> int:
     """A 64-bit seed from an int, a Generator (one draw from it) or None (fresh entropy)."""
+    seed = check_seed(seed)
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**64, dtype=np.uint64))
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {seed!r}")
-    if not 0 <= int(seed) < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed!r}")
-    return int(seed)
+    return seed
 
 
 def stochastic_pool(
@@ -194,10 +199,7 @@ def _stochastic_backward(grad_output, x, rank, kernel_size, stride, padding, dil
     idx_c = contiguous(_bins.check_indices(indices, grid.shape))
     gx = output_array(out, x.shape, x.dtype)
     check_no_overlap(gx, "out", x, g, idx_c)
-    bad = _bins.backward(None, grid.canon_in(gx), lay.channels_last, "max",
-                         [(grid.bins, grid.level(g), grid.level(idx_c))])
-    if bad >= 0:
-        raise _bins.bad_index_error(idx_c, bad, int(np.prod(grid.spatial)))
+    _bins.route_to_indices(g, idx_c, gx, lay, grid.out_spatial, grid.spatial)
     return gx
 
 

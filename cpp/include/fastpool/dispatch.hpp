@@ -30,6 +30,7 @@ struct PoolKernels {
   void (*center_forward)(const T*, const T*, T*, const LineProblem&, int);
   index_t (*unpool_forward)(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
   index_t (*unpool_backward)(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
+  index_t (*scatter_add)(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
   void (*fractional_forward)(const T*, const T*, T*, std::int64_t*, const FractionalProblem&, int);
 };
 

@@ -22,7 +22,8 @@ struct FractionalProblem {
 };
 
 /// Throws std::invalid_argument unless sizes are in [1, 2**40], out + kernel - 1 <= in
-/// on every axis (PyTorch's rule) and the element counts fit in int64.
+/// on every axis (PyTorch's rule), the element counts fit in int64 and a plane
+/// (channels_last: a sample) holds fewer than 2**31 elements.
 void check_fractional(const FractionalProblem& fp);
 
 /// PyTorch's window start of output i on an axis: in - k for the last output, else

@@ -77,6 +77,11 @@ void center_max_forward(const T* x, const T* x2, T* y, const LineProblem& lp, in
 template <class T>
 index_t max_unpool_forward(const T* x, const std::int64_t* indices, T* y, const UnpoolProblem& up, int threads);
 
+/// y = 0, then y[index] += x in each plane: a gradient routed to the argmax positions a
+/// forward returned (max, fractional max, stochastic pooling). Returns as max_unpool_forward.
+template <class T>
+index_t scatter_add(const T* x, const std::int64_t* indices, T* y, const UnpoolProblem& up, int threads);
+
 /// Gradient of max unpooling: grad_x = grad_y at the indices. Returns as the forward
 /// (grad_x holds 0 where an index is outside).
 template <class T>

@@ -58,6 +58,7 @@ PoolKernels<T> make_kernels() {
   k.center_forward = &lines::center_forward<T>;
   k.unpool_forward = &unpool::forward<T>;
   k.unpool_backward = &unpool::backward<T>;
+  k.scatter_add = &unpool::forward<T, true>;
   k.fractional_forward = &fractional::forward<T>;
   return k;
 }

@@ -27,8 +27,9 @@ inline void keep_first(index_t& mine, index_t pos) {
   if (mine < 0 || pos < mine) mine = pos;
 }
 
-// Returns the flat position of the first index outside [0, out_size), or -1.
-template <class T>
+// Returns the flat position of the first index outside [0, out_size), or -1. kAdd:
+// y[index] += x (a gradient routed to its argmax; equal indices add up).
+template <class T, bool kAdd = false>
 index_t forward(const T* x, const std::int64_t* idx, T* y, const UnpoolProblem& up, int threads) {
   const index_t I = up.in_size, O = up.out_size, C = up.channels;
   const Split sp(up, threads);
@@ -46,7 +47,10 @@ index_t forward(const T* x, const std::int64_t* idx, T* y, const UnpoolProblem& 
             keep_first(my_bad, u * I + i);
             break;
           }
-          yp[ip[i]] = xp[i];
+          if (kAdd)
+            yp[ip[i]] += xp[i];
+          else
+            yp[ip[i]] = xp[i];
         }
         continue;
       }
@@ -65,7 +69,10 @@ index_t forward(const T* x, const std::int64_t* idx, T* y, const UnpoolProblem& 
             keep_first(my_bad, first + p * C + c);
             continue;
           }
-          ys[is[c] * C + c] = xs[c];
+          if (kAdd)
+            ys[is[c] * C + c] += xs[c];
+          else
+            ys[is[c] * C + c] = xs[c];
         }
       }
     }
