@@ -1225,6 +1225,21 @@ void avg_backward_unit(const BinProblem& pb, const BinLevel<T>* levels, int n_le
   if (!u.direct() && su.whole) u.store_pixels(gx, 0, su.P, row_buf);
 }
 
+// Visits every output row (od, oh) of every level, its grad_y staged in io and the
+// input rows of its bins in rows[0, nr): f(level, io, od, oh, nr, the D * H divisor).
+template <class T, class F>
+void each_grad_row(const BinProblem& pb, const Unit<T>& u, const BinLevel<T>* levels, int n_levels,
+                   const Setup<T>& su, T* tile, index_t* rows, F&& f) {
+  for (int l = 0; l < n_levels; ++l) {
+    const BinLevel<T>& lv = levels[l];
+    const LevelIO<T> io(pb, u, lv, tile, su.tile);
+    io.load_all(lv.grad_y);
+    for (index_t od = 0; od < lv.axis[0].out; ++od)
+      for (index_t oh = 0; oh < lv.axis[1].out; ++oh)
+        f(lv, io, od, oh, bin_rows(lv.axis, su.H, od, oh, rows), lv.axis[0].divisor[od] * lv.axis[1].divisor[oh]);
+  }
+}
+
 template <class T>
 index_t backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<T>& pp, const BinLevel<T>* levels,
                  int n_levels, T* gx, T* gp, int threads) {
@@ -1305,22 +1320,15 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams
       if (u.direct() || !su.whole || (op == BinReduce::max && levels[0].given_indices)) u.zero(gx, su.P);
       if (op == BinReduce::avg) {  // scatter form: each bin's grad / divisor added to its taps
         GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
-        for (int l = 0; l < n_levels; ++l) {
-          const BinLevel<T>& lv = levels[l];
+        each_grad_row(pb, u, levels, n_levels, su, tile, rows,
+                      [&](const BinLevel<T>& lv, const LevelIO<T>& io, index_t od, index_t oh, index_t nr, index_t dd) {
           const BinAxis& aw = lv.axis[2];
-          const LevelIO<T> io(pb, u, lv, tile, su.tile);
-          io.load_all(lv.grad_y);
-          for (index_t od = 0; od < lv.axis[0].out; ++od)
-            for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
-              const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
-              const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
-              for (index_t ow = 0; ow < aw.out; ++ow)
-                for (index_t b = 0; b < nb; ++b)
-                  V::store(a[0] + (ow * nb + b) * V::N,
-                           V::div(io.get(lv.grad_y, od, oh, ow, b), V::set1(T(dd * aw.divisor[ow]))));
-              add_to_taps(dst, aw, rows, nr, nb, a[0]);
-            }
-        }
+          for (index_t ow = 0; ow < aw.out; ++ow)
+            for (index_t b = 0; b < nb; ++b)
+              V::store(a[0] + (ow * nb + b) * V::N,
+                       V::div(io.get(lv.grad_y, od, oh, ow, b), V::set1(T(dd * aw.divisor[ow]))));
+          add_to_taps(dst, aw, rows, nr, nb, a[0]);
+        });
         dst.flush();
         continue;
       }
@@ -1471,32 +1479,25 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams
         Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
         GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
         const V one = V::set1(T(1));
-        for (int l = 0; l < n_levels; ++l) {
-          const BinLevel<T>& lv = levels[l];
+        each_grad_row(pb, u, levels, n_levels, su, tile, rows,
+                      [&](const BinLevel<T>& lv, const LevelIO<T>& io, index_t od, index_t oh, index_t nr, index_t dd) {
           const BinAxis& aw = lv.axis[2];
-          const LevelIO<T> io(pb, u, lv, tile, su.tile);
-          io.load_all(lv.grad_y);
-          for (index_t od = 0; od < lv.axis[0].out; ++od)
-            for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
-              const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
-              const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
-              max_bins<T, true>(src, aw, rows, nr, nb, rp, a[0], a[1], a[2]);
-              sum_bins<false>(src, aw, rows, nr, nb, rp, a[3], a[4], [](V v, index_t) { return Pair<V>{v, v}; });
-              for (index_t ow = 0; ow < aw.out; ++ow)
-                for (index_t b = 0; b < nb; ++b) {
-                  const index_t slot = (ow * nb + b) * V::N;
-                  const V g = io.get(lv.grad_y, od, oh, ow, b), al = V::load(ex.p + b * V::N);
-                  const V dv = V::set1(T(dd * aw.divisor[ow]));
-                  const V avg = V::div(V::load(a[3] + slot), dv);
-                  V::store(gp_acc + b * V::N,
-                           V::add(V::load(gp_acc + b * V::N), V::mul(g, V::sub(V::load(a[0] + slot), avg))));
-                  V::store(a[4] + slot, V::mul(al, g));
-                  V::store(a[3] + slot, V::div(V::mul(V::sub(one, al), g), dv));
-                }
-              route_bins(dst, aw, rows, nr, nb, grp, a[1], a[2], a[4]);
-              add_to_taps(dst, aw, rows, nr, nb, a[3]);
+          max_bins<T, true>(src, aw, rows, nr, nb, rp, a[0], a[1], a[2]);
+          sum_bins<false>(src, aw, rows, nr, nb, rp, a[3], a[4], [](V v, index_t) { return Pair<V>{v, v}; });
+          for (index_t ow = 0; ow < aw.out; ++ow)
+            for (index_t b = 0; b < nb; ++b) {
+              const index_t slot = (ow * nb + b) * V::N;
+              const V g = io.get(lv.grad_y, od, oh, ow, b), al = V::load(ex.p + b * V::N);
+              const V dv = V::set1(T(dd * aw.divisor[ow]));
+              const V avg = V::div(V::load(a[3] + slot), dv);
+              V::store(gp_acc + b * V::N,
+                       V::add(V::load(gp_acc + b * V::N), V::mul(g, V::sub(V::load(a[0] + slot), avg))));
+              V::store(a[4] + slot, V::mul(al, g));
+              V::store(a[3] + slot, V::div(V::mul(V::sub(one, al), g), dv));
             }
-        }
+          route_bins(dst, aw, rows, nr, nb, grp, a[1], a[2], a[4]);
+          add_to_taps(dst, aw, rows, nr, nb, a[3]);
+        });
         dst.flush();
         if (gp)
           for (index_t b = 0; b < nb; ++b)
@@ -1509,31 +1510,25 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams
         GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
         typename V::M nonweight = V::lt(V::zero(), V::zero());
         const V zero = V::zero();
-        for (int l = 0; l < n_levels; ++l) {
-          const BinLevel<T>& lv = levels[l];
+        each_grad_row(pb, u, levels, n_levels, su, tile, rows,
+                      [&](const BinLevel<T>& lv, const LevelIO<T>& io, index_t od, index_t oh, index_t nr, index_t) {
           const BinAxis& aw = lv.axis[2];
-          const LevelIO<T> io(pb, u, lv, tile, su.tile);
-          io.load_all(lv.grad_y);
-          for (index_t od = 0; od < lv.axis[0].out; ++od)
-            for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
-              const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
-              sum_bins<true>(src, aw, rows, nr, nb, rp, a[0], a[1], [&](V v, index_t) {
-                nonweight = V::m_or(nonweight, V::m_not(is_weight(v)));
-                return Pair<V>{v, V::mul(v, v)};
-              });
-              for (index_t ow = 0; ow < aw.out; ++ow)
-                for (index_t b = 0; b < nb; ++b) {
-                  const index_t slot = (ow * nb + b) * V::N;
-                  const V s = V::load(a[0] + slot);
-                  const auto none = V::eq(s, zero);
-                  V::store(a[2] + slot, V::select(none, zero, V::div(V::load(a[1] + slot), s)));
-                  V::store(a[3] + slot, V::select(none, zero, V::div(io.get(lv.grad_y, od, oh, ow, b), s)));
-                }
-              add_to_taps_of(src, dst, aw, rows, nr, nb, [&](V v, index_t slot) {
-                return V::mul(V::load(a[3] + slot), V::sub(V::add(v, v), V::load(a[2] + slot)));
-              });
+          sum_bins<true>(src, aw, rows, nr, nb, rp, a[0], a[1], [&](V v, index_t) {
+            nonweight = V::m_or(nonweight, V::m_not(is_weight(v)));
+            return Pair<V>{v, V::mul(v, v)};
+          });
+          for (index_t ow = 0; ow < aw.out; ++ow)
+            for (index_t b = 0; b < nb; ++b) {
+              const index_t slot = (ow * nb + b) * V::N;
+              const V s = V::load(a[0] + slot);
+              const auto none = V::eq(s, zero);
+              V::store(a[2] + slot, V::select(none, zero, V::div(V::load(a[1] + slot), s)));
+              V::store(a[3] + slot, V::select(none, zero, V::div(io.get(lv.grad_y, od, oh, ow, b), s)));
             }
-        }
+          add_to_taps_of(src, dst, aw, rows, nr, nb, [&](V v, index_t slot) {
+            return V::mul(V::load(a[3] + slot), V::sub(V::add(v, v), V::load(a[2] + slot)));
+          });
+        });
         dst.flush();
         if (V::any(nonweight)) {
           alignas(64) T f[V::N];
@@ -1556,94 +1551,87 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams
         const bool scaled = k != 1 || soft;
         const V zero = V::zero();
         T *m = a[0], *s = a[1], *sl = a[2], *yv = a[3], *cf = a[4];
-        for (int l = 0; l < n_levels; ++l) {
-          const BinLevel<T>& lv = levels[l];
+        each_grad_row(pb, u, levels, n_levels, su, tile, rows,
+                      [&](const BinLevel<T>& lv, const LevelIO<T>& io, index_t od, index_t oh, index_t nr, index_t dd) {
           const BinAxis& aw = lv.axis[2];
-          const LevelIO<T> io(pb, u, lv, tile, su.tile);
-          io.load_all(lv.grad_y);
-          for (index_t od = 0; od < lv.axis[0].out; ++od)
-            for (index_t oh = 0; oh < lv.axis[1].out; ++oh) {
-              const index_t nr = bin_rows(lv.axis, su.H, od, oh, rows);
-              const index_t dd = lv.axis[0].divisor[od] * lv.axis[1].divisor[oh];
-              if (soft) max_of_bins(src, aw, rows, nr, nb, rp, m, [](V v) { return v; });
-              else if (scaled) max_of_bins(src, aw, rows, nr, nb, rp, m, mag);
-              auto ratio = [&](V v, index_t slot) {
-                const V t = mag(v);
-                return scaled ? V::div(t, V::load(m + slot * V::N)) : t;
-              };
-              auto pw = [&](V r, index_t slot) { return pow_p<V, k>(r, V::load(ex.p + (slot % nb) * V::N)); };
-              if (soft) {  // S0 = sum e, S1 = sum e x
-                sum_bins<true>(src, aw, rows, nr, nb, rp, s, sl,
-                               [&](V v, index_t slot) { return soft_terms(v, V::load(m + slot * V::N)); });
-              } else if (gem && gp) {  // S and S_ln in one pass
-                sum_bins<true>(src, aw, rows, nr, nb, rp, s, sl, [&](V v, index_t slot) {
-                  const V r = ratio(v, slot), q = pw(r, slot);
-                  return Pair<V>{q, V::mul(q, vlog(r))};
-                });
-              } else {
-                sum_bins<false>(src, aw, rows, nr, nb, rp, s, sl, [&](V v, index_t slot) {
-                  const V q = pw(ratio(v, slot), slot);
-                  return Pair<V>{q, q};
-                });
+          if (soft) max_of_bins(src, aw, rows, nr, nb, rp, m, [](V v) { return v; });
+          else if (scaled) max_of_bins(src, aw, rows, nr, nb, rp, m, mag);
+          auto ratio = [&](V v, index_t slot) {
+            const V t = mag(v);
+            return scaled ? V::div(t, V::load(m + slot * V::N)) : t;
+          };
+          auto pw = [&](V r, index_t slot) { return pow_p<V, k>(r, V::load(ex.p + (slot % nb) * V::N)); };
+          if (soft) {  // S0 = sum e, S1 = sum e x
+            sum_bins<true>(src, aw, rows, nr, nb, rp, s, sl,
+                           [&](V v, index_t slot) { return soft_terms(v, V::load(m + slot * V::N)); });
+          } else if (gem && gp) {  // S and S_ln in one pass
+            sum_bins<true>(src, aw, rows, nr, nb, rp, s, sl, [&](V v, index_t slot) {
+              const V r = ratio(v, slot), q = pw(r, slot);
+              return Pair<V>{q, V::mul(q, vlog(r))};
+            });
+          } else {
+            sum_bins<false>(src, aw, rows, nr, nb, rp, s, sl, [&](V v, index_t slot) {
+              const V q = pw(ratio(v, slot), slot);
+              return Pair<V>{q, q};
+            });
+          }
+          for (index_t ow = 0; ow < aw.out; ++ow)
+            for (index_t b = 0; b < nb; ++b) {
+              const index_t slot = (ow * nb + b) * V::N;
+              const V g = io.get(lv.grad_y, od, oh, ow, b);
+              if (soft) {  // dy/dx = e / S0 (1 + x - y); nothing flows through an infinite maximum
+                const V mv = V::load(m + slot), s0 = V::load(s + slot);
+                V::store(yv + slot, soft_offset(s0, V::load(sl + slot)));  // y - m
+                V::store(cf + slot, V::select(V::eq(V::abs(mv), V::set1(T(__builtin_inf()))), zero, V::div(g, s0)));
+                continue;
               }
-              for (index_t ow = 0; ow < aw.out; ++ow)
-                for (index_t b = 0; b < nb; ++b) {
-                  const index_t slot = (ow * nb + b) * V::N;
-                  const V g = io.get(lv.grad_y, od, oh, ow, b);
-                  if (soft) {  // dy/dx = e / S0 (1 + x - y); nothing flows through an infinite maximum
-                    const V mv = V::load(m + slot), s0 = V::load(s + slot);
-                    V::store(yv + slot, soft_offset(s0, V::load(sl + slot)));  // y - m
-                    V::store(cf + slot, V::select(V::eq(V::abs(mv), V::set1(T(__builtin_inf()))), zero, V::div(g, s0)));
-                    continue;
-                  }
-                  const V dv = V::set1(T(gem ? dd * aw.divisor[ow] : 1));
-                  const V sv = V::load(s + slot);
-                  const V mean = V::div(sv, dv);
-                  const V pv = V::load(ex.p + b * V::N);
-                  const V y = k == 1 ? mean : power_result(V::load(m + slot), mean, V::load(ex.inv_p + b * V::N), scaled);
-                  V::store(yv + slot, y);
-                  // gradient factor g/D, zero where y = 0 (LP: every tap was 0)
-                  V::store(cf + slot, V::select(V::eq(y, zero), zero, V::div(g, dv)));
-                  if (gem && gp) {
-                    // dy/dp = y (S_ln / (p S) - ln(S/D) / p^2), S and S_ln relative to the bin max
-                    const V t1 = V::div(V::load(sl + slot), V::mul(pv, sv));
-                    const V t2 = V::div(vlog(mean), V::mul(pv, pv));
-                    V::store(gp_acc + b * V::N,
-                             V::add(V::load(gp_acc + b * V::N), V::mul(g, V::mul(y, V::sub(t1, t2)))));
-                  }
-                }
-              const index_t ps = src.ps(), gps = dst.ps();
-              for (index_t kk = 0; kk < nr; ++kk) {
-                const T* row = src.get(rows[kk]);
-                T* grow = dst.get(rows[kk]);
-                for (index_t ow = 0; ow < aw.out; ++ow) {
-                  const T* p = row + aw.first[ow] * ps;
-                  T* q = grow + aw.first[ow] * gps;
-                  for (index_t j = 0; j < aw.count[ow]; ++j)
-                    for (index_t b = 0; b < nb; ++b) {
-                      const index_t slot = (ow * nb + b) * V::N;
-                      const V v = V::load(p + j * aw.step * ps + b * V::N);
-                      T* qj = q + j * aw.step * gps + b * V::N;
-                      if (soft) {
-                        const V mv = V::load(m + slot), xm = V::sub(v, mv), e = vexp(xm);
-                        // 1 + x - y = 1 + (x - m) - (y - m): no overflow near the largest values
-                        const V d = V::mul(V::mul(V::load(cf + slot), e), V::sub(V::add(V::set1(T(1)), xm), V::load(yv + slot)));
-                        const typename V::M none = V::m_or(V::eq(e, zero), V::eq(V::abs(mv), V::set1(T(__builtin_inf()))));
-                        V::store(qj, V::add(V::load(qj), V::select(none, zero, d)));
-                        continue;
-                      }
-                      const V r = V::div(mag(v), V::load(yv + slot));
-                      V f = V::mul(V::load(cf + slot), pow_p_minus_1<V, k>(r, V::load(ex.pm1 + b * V::N)));
-                      if (gem)
-                        f = V::select(V::gt(v, mag.eps), f, zero);
-                      else
-                        f = V::select(V::eq(v, zero), zero, V::select(V::lt(v, zero), V::sub(zero, f), f));
-                      V::store(qj, V::add(V::load(qj), f));
-                    }
-                }
+              const V dv = V::set1(T(gem ? dd * aw.divisor[ow] : 1));
+              const V sv = V::load(s + slot);
+              const V mean = V::div(sv, dv);
+              const V pv = V::load(ex.p + b * V::N);
+              const V y = k == 1 ? mean : power_result(V::load(m + slot), mean, V::load(ex.inv_p + b * V::N), scaled);
+              V::store(yv + slot, y);
+              // gradient factor g/D, zero where y = 0 (LP: every tap was 0)
+              V::store(cf + slot, V::select(V::eq(y, zero), zero, V::div(g, dv)));
+              if (gem && gp) {
+                // dy/dp = y (S_ln / (p S) - ln(S/D) / p^2), S and S_ln relative to the bin max
+                const V t1 = V::div(V::load(sl + slot), V::mul(pv, sv));
+                const V t2 = V::div(vlog(mean), V::mul(pv, pv));
+                V::store(gp_acc + b * V::N,
+                         V::add(V::load(gp_acc + b * V::N), V::mul(g, V::mul(y, V::sub(t1, t2)))));
               }
             }
-        }
+          const index_t ps = src.ps(), gps = dst.ps();
+          for (index_t kk = 0; kk < nr; ++kk) {
+            const T* row = src.get(rows[kk]);
+            T* grow = dst.get(rows[kk]);
+            for (index_t ow = 0; ow < aw.out; ++ow) {
+              const T* p = row + aw.first[ow] * ps;
+              T* q = grow + aw.first[ow] * gps;
+              for (index_t j = 0; j < aw.count[ow]; ++j)
+                for (index_t b = 0; b < nb; ++b) {
+                  const index_t slot = (ow * nb + b) * V::N;
+                  const V v = V::load(p + j * aw.step * ps + b * V::N);
+                  T* qj = q + j * aw.step * gps + b * V::N;
+                  if (soft) {
+                    const V mv = V::load(m + slot), xm = V::sub(v, mv), e = vexp(xm);
+                    // 1 + x - y = 1 + (x - m) - (y - m): no overflow near the largest values
+                    const V d = V::mul(V::mul(V::load(cf + slot), e), V::sub(V::add(V::set1(T(1)), xm), V::load(yv + slot)));
+                    const typename V::M none = V::m_or(V::eq(e, zero), V::eq(V::abs(mv), V::set1(T(__builtin_inf()))));
+                    V::store(qj, V::add(V::load(qj), V::select(none, zero, d)));
+                    continue;
+                  }
+                  const V r = V::div(mag(v), V::load(yv + slot));
+                  V f = V::mul(V::load(cf + slot), pow_p_minus_1<V, k>(r, V::load(ex.pm1 + b * V::N)));
+                  if (gem)
+                    f = V::select(V::gt(v, mag.eps), f, zero);
+                  else
+                    f = V::select(V::eq(v, zero), zero, V::select(V::lt(v, zero), V::sub(zero, f), f));
+                  V::store(qj, V::add(V::load(qj), f));
+                }
+            }
+          }
+        });
       });
       dst.flush();
       if (gem && gp)
