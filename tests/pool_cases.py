@@ -244,6 +244,41 @@ def params(cases: List[Case]) -> List[Any]:
     return [pytest.param(c, id=c.id) for c in cases]
 
 
+# Windowed-reduction cases shared by the tests of SoftPool and stochastic pooling:
+# every rank, padding form, dilation and ceil-mode overhang once, for the SIMD paths...
+WINDOW_BACKEND_CASES = [
+    Case(Geom((31,), 3, 2, 1), "channels_first", np.float32, 2, 3),
+    Case(Geom((67,), 5, 1, 2), "channels_last", np.float64, 1, 17),
+    Case(Geom((13,), 4, 2, "same_lower", dilation=2), "channels_last", np.float32, 2, 33),
+    Case(Geom((8, 67), 3, 2, 1), "channels_first", np.float32, 2, 5),
+    Case(Geom((11, 13), (3, 2), (2, 3), ((1, 0), (0, 1)), ceil_mode=True), "channels_last", np.float32, 2, 17),
+    Case(Geom((7, 7), 7), "channels_first", np.float64, 1, 33),
+    Case(Geom((15, 20), 3, 1, 2, dilation=2), "channels_first", np.float32, 1, 3),
+    Case(Geom((6, 8), 4, 3, "same"), "channels_last", np.float64, 2, 3),
+    Case(Geom((3, 7, 31), 3, 2, 1), "channels_last", np.float32, 1, 5),
+    Case(Geom((5, 6, 7), 2, 1, 1, dilation=2, ceil_mode=True), "channels_first", np.float64, 2, 3),
+]
+# ... and for the comparisons with torch (which has no dilation or string padding here).
+WINDOW_TORCH_CASES = [
+    Case(Geom((31,), 3, 2, 1), "channels_first", np.float32, 2, 3),
+    Case(Geom((31,), 4, 3, 2, ceil_mode=True), "channels_last", np.float64, 2, 5),
+    Case(Geom((8, 67), 3, 2, 1), "channels_first", np.float32, 2, 5),
+    Case(Geom((11, 13), (3, 2), (2, 1), 1, ceil_mode=True), "channels_last", np.float32, 1, 17),
+    Case(Geom((7, 7), 3, 1, 1), "channels_first", np.float64, 2, 3),
+    Case(Geom((9, 9), 2), "channels_last", np.float64, 1, 4),
+    Case(Geom((4, 6, 9), 3, 2, 1), "channels_first", np.float32, 1, 3),
+    Case(Geom((5, 6, 7), 2, 1, 1, ceil_mode=True), "channels_last", np.float64, 2, 3),
+]
+
+# Hand-checked examples run on fastpool and on the reference alike.
+IMPLS = [pytest.param("fastpool", id="fastpool"), pytest.param("reference", id="reference")]
+
+
+def row(values, dtype=np.float64) -> np.ndarray:
+    """(N=1, C=1, W) from a list."""
+    return np.array(values, dtype).reshape(1, 1, -1)
+
+
 def views(x: np.ndarray):
     """Non-contiguous views of the same values: (name, view), each equal to x."""
     yield "fortran", np.asfortranarray(x)

@@ -32,6 +32,7 @@ import reference as ref
 from bin_cases import PlaneCase, cycled
 from pool_cases import (
     DTYPES,
+    IMPLS,
     SHORT,
     assert_close,
     assert_unchanged,
@@ -234,9 +235,6 @@ def check_backward(op: str, case: CCase, kinds=("normal", "ints", "special")) ->
 
 
 # --------------------------------------------------------------------------- hand-checked
-
-IMPLS = [pytest.param("fastpool", id="fastpool"), pytest.param("reference", id="reference")]
-
 
 def impl(which: str, name: str) -> Callable[..., Any]:
     return fp(name) if which == "fastpool" else getattr(ref, name)

@@ -54,6 +54,7 @@ import fractional_reference as fref
 from bin_cases import BinCase, cycled
 from pool_cases import (
     DTYPES,
+    IMPLS,
     SHORT,
     assert_bitwise_equal,
     assert_close,
@@ -128,9 +129,6 @@ def frac_data(rng: np.random.Generator, shape, dtype, kind: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- hand-checked
-
-IMPLS = [pytest.param("fastpool", id="fastpool"), pytest.param("reference", id="reference")]
-
 
 def pool(which: str):
     """pool(x, kernel (tuple), output_size=..., random_samples=..., ...) -> (y, indices)."""

@@ -48,6 +48,7 @@ import reference as ref
 from pool_cases import (
     DTYPES,
     GEOMS,
+    IMPLS,
     LAYOUTS,
     OUT_CASES,
     SHORT,
@@ -63,6 +64,7 @@ from pool_cases import (
     grid,
     identical_on_every_backend,
     numerical_gradient,
+    row,
     snapshot,
     transposed_memory,
     views,
@@ -175,16 +177,8 @@ def check(case: MixedCase, kinds=("normal", "ints", "special")) -> None:
 
 # --------------------------------------------------------------------------- hand-checked
 
-IMPLS = [pytest.param("fastpool", id="fastpool"), pytest.param("reference", id="reference")]
-
-
 def impl(which: str, name: str) -> Callable[..., Any]:
     return fp(name) if which == "fastpool" else getattr(ref, name)
-
-
-def _row(values, dtype=np.float64) -> np.ndarray:
-    """(N=1, C=1, W) from a list."""
-    return np.array(values, dtype).reshape(1, 1, -1)
 
 
 # (label, x, kernel_size, alpha, extra kwargs, expected y, grad_output, expected grad_x,
@@ -272,15 +266,15 @@ HAND_1D = [
 @pytest.mark.parametrize("label,x,k,alpha,kw,y,g,gx,ga", [pytest.param(*h, id=h[0]) for h in HAND_1D])
 def test_values_by_hand(label, x, k, alpha, kw, y, g, gx, ga, dtype, which):
     f, fb = impl(which, "mixed_pool"), impl(which, "mixed_pool_backward")
-    xa, gg = _row(x, dtype), _row(g, dtype)
+    xa, gg = row(x, dtype), row(g, dtype)
     rtol, atol = 4 * eps_of(dtype), 8 * eps_of(dtype)
     got = f(xa, alpha, (k,), **kw)
     assert got.dtype == xa.dtype and got.shape == (1, 1, len(y))
-    np.testing.assert_allclose(got, _row(y, dtype), rtol=rtol, atol=0, err_msg=f"{label} forward")
+    np.testing.assert_allclose(got, row(y, dtype), rtol=rtol, atol=0, err_msg=f"{label} forward")
     got_x, got_a = fb(gg, xa, alpha, (k,), **kw)
     assert got_x.dtype == xa.dtype and got_x.shape == xa.shape
     assert isinstance(got_a, np.ndarray) and got_a.shape == () and got_a.dtype == xa.dtype
-    np.testing.assert_allclose(got_x, _row(gx, dtype), rtol=rtol, atol=atol, err_msg=f"{label} grad_x")
+    np.testing.assert_allclose(got_x, row(gx, dtype), rtol=rtol, atol=atol, err_msg=f"{label} grad_x")
     np.testing.assert_allclose(got_a, np.asarray(ga, dtype), rtol=rtol, atol=atol, err_msg=f"{label} grad_alpha")
 
 

@@ -38,10 +38,13 @@ import reference as ref
 from pool_cases import (
     DTYPES,
     GEOMS,
+    IMPLS,
     LAYOUTS,
     OUT_CASES,
     SHORT,
     UNBATCHED,
+    WINDOW_BACKEND_CASES,
+    WINDOW_TORCH_CASES,
     Case,
     Geom,
     assert_close,
@@ -52,6 +55,7 @@ from pool_cases import (
     identical_on_every_backend,
     numerical_gradient,
     params,
+    row,
     snapshot,
     transposed_memory,
     views,
@@ -99,16 +103,8 @@ def check(case: Case, kinds=("normal", "ints", "special")) -> None:
 
 # --------------------------------------------------------------------------- hand-checked
 
-IMPLS = [pytest.param("fastpool", id="fastpool"), pytest.param("reference", id="reference")]
-
-
 def impl(which: str, name: str) -> Callable[..., Any]:
     return fp(name) if which == "fastpool" else getattr(ref, name)
-
-
-def _row(values, dtype=np.float64) -> np.ndarray:
-    """(N=1, C=1, W) from a list."""
-    return np.array(values, dtype).reshape(1, 1, -1)
 
 
 # (x, kernel_size, extra kwargs, expected y, grad_output, expected grad_x): 1-D rows, every
@@ -170,14 +166,14 @@ HAND_1D = [
 @pytest.mark.parametrize("label,x,k,kw,y,g,gx", [pytest.param(*h, id=h[0]) for h in HAND_1D])
 def test_values_by_hand(label, x, k, kw, y, g, gx, dtype, which):
     f, fb = impl(which, "soft_pool"), impl(which, "soft_pool_backward")
-    xa, ga = _row(x, dtype), _row(g, dtype)
+    xa, ga = row(x, dtype), row(g, dtype)
     rtol = 4 * np.finfo(dtype).eps
     got = f(xa, (k,), **kw)
     assert got.dtype == xa.dtype and got.shape == (1, 1, len(y))
-    np.testing.assert_allclose(got, _row(y, dtype), rtol=rtol, atol=0, err_msg=f"{label} forward")
+    np.testing.assert_allclose(got, row(y, dtype), rtol=rtol, atol=0, err_msg=f"{label} forward")
     gg = fb(ga, xa, (k,), **kw)
     assert gg.dtype == xa.dtype and gg.shape == xa.shape
-    np.testing.assert_allclose(gg, _row(gx, dtype), rtol=rtol, atol=8 * np.finfo(dtype).eps,
+    np.testing.assert_allclose(gg, row(gx, dtype), rtol=rtol, atol=8 * np.finfo(dtype).eps,
                                err_msg=f"{label} backward")
 
 
@@ -217,7 +213,7 @@ def test_large_magnitudes_by_hand(which):
     f, fb = impl(which, "soft_pool"), impl(which, "soft_pool_backward")
     s = 1 / (1 + math.e)  # the weight of the smaller of two taps 1 apart
     for base in (1e4, -1e4):
-        x32 = _row([base, base + 1], np.float32)
+        x32 = row([base, base + 1], np.float32)
         y = f(x32, (2,))
         assert np.isfinite(y).all()
         np.testing.assert_allclose(y.ravel(), [base + 1 - s], rtol=0, atol=2e-3)  # float32 spacing at 1e4: 1e-3
@@ -226,11 +222,11 @@ def test_large_magnitudes_by_hand(which):
         # (5e-4) moves them by up to 5e-4 times w
         np.testing.assert_allclose(gx.ravel(), [s * s, (1 - s) * (1 + s)], rtol=0, atol=1e-3)
     # 1e30 and 1e29 in float32: exp(-9e29) = 0: the maximum itself, the whole gradient to it
-    x = _row([1e30, 1e29, -1e30, -1e30], np.float32)
+    x = row([1e30, 1e29, -1e30, -1e30], np.float32)
     y = f(x, (2,))
     np.testing.assert_array_equal(y.ravel(), np.array([1e30, -1e30], np.float32))
     np.testing.assert_array_equal(fb(np.ones_like(y), x, (2,)).ravel(), [1, 0, 0.5, 0.5])
-    x = _row([1e300, -1e300, 1e300 * (1 + 1e-15), 1e300], np.float64)
+    x = row([1e300, -1e300, 1e300 * (1 + 1e-15), 1e300], np.float64)
     np.testing.assert_array_equal(f(x, (2,)).ravel(), [1e300, 1e300 * (1 + 1e-15)])
 
 
@@ -239,10 +235,10 @@ def test_equal_taps_near_the_top_of_the_range(dtype):
     """Equal taps give their mean for every finite value, also where K * max|x|
     overflows the dtype (the docstring: 'exact for any input scale')."""
     big = np.finfo(dtype).max * 0.75  # two of them sum past the largest finite value
-    x = _row([big, big, -big, -big], dtype)
+    x = row([big, big, -big, -big], dtype)
     y = fp("soft_pool")(x, (2,))
-    np.testing.assert_array_equal(y, _row([big, -big], dtype))
-    np.testing.assert_array_equal(fp("soft_pool_backward")(np.ones_like(y), x, (2,)), _row([0.5] * 4, dtype))
+    np.testing.assert_array_equal(y, row([big, -big], dtype))
+    np.testing.assert_array_equal(fp("soft_pool_backward")(np.ones_like(y), x, (2,)), row([0.5] * 4, dtype))
     x = np.full((1, 1, 3, 3), np.finfo(dtype).max / 4, dtype)  # 9 taps: sum e x = 2.25 max
     np.testing.assert_array_equal(fp("soft_pool")(x, 3), x[:, :, :1, :1])
 
@@ -340,21 +336,9 @@ def test_matches_reference(case):
     check(case)
 
 
-BACKEND_CASES = [
-    Case(Geom((31,), 3, 2, 1), "channels_first", np.float32, 2, 3),
-    Case(Geom((67,), 5, 1, 2), "channels_last", np.float64, 1, 17),
-    Case(Geom((13,), 4, 2, "same_lower", dilation=2), "channels_last", np.float32, 2, 33),
-    Case(Geom((8, 67), 3, 2, 1), "channels_first", np.float32, 2, 5),
-    Case(Geom((11, 13), (3, 2), (2, 3), ((1, 0), (0, 1)), ceil_mode=True), "channels_last", np.float32, 2, 17),
-    Case(Geom((7, 7), 7), "channels_first", np.float64, 1, 33),
-    Case(Geom((15, 20), 3, 1, 2, dilation=2), "channels_first", np.float32, 1, 3),
-    Case(Geom((6, 8), 4, 3, "same"), "channels_last", np.float64, 2, 3),
-    Case(Geom((3, 7, 31), 3, 2, 1), "channels_last", np.float32, 1, 5),
-    Case(Geom((5, 6, 7), 2, 1, 1, dilation=2, ceil_mode=True), "channels_first", np.float64, 2, 3),
-]
 
 
-@pytest.mark.parametrize("case", params(BACKEND_CASES))
+@pytest.mark.parametrize("case", params(WINDOW_BACKEND_CASES))
 def test_every_backend_matches_reference(case, backend):
     check(case)
 
@@ -707,19 +691,9 @@ def test_errors_leave_out_untouched():
 
 # --------------------------------------------------------------------------- torch
 
-TORCH_CASES = [
-    Case(Geom((31,), 3, 2, 1), "channels_first", np.float32, 2, 3),
-    Case(Geom((31,), 4, 3, 2, ceil_mode=True), "channels_last", np.float64, 2, 5),
-    Case(Geom((8, 67), 3, 2, 1), "channels_first", np.float32, 2, 5),
-    Case(Geom((11, 13), (3, 2), (2, 1), 1, ceil_mode=True), "channels_last", np.float32, 1, 17),
-    Case(Geom((7, 7), 3, 1, 1), "channels_first", np.float64, 2, 3),
-    Case(Geom((9, 9), 2), "channels_last", np.float64, 1, 4),
-    Case(Geom((4, 6, 9), 3, 2, 1), "channels_first", np.float32, 1, 3),
-    Case(Geom((5, 6, 7), 2, 1, 1, ceil_mode=True), "channels_last", np.float64, 2, 3),
-]
 
 
-@pytest.mark.parametrize("case", params(TORCH_CASES))
+@pytest.mark.parametrize("case", params(WINDOW_TORCH_CASES))
 def test_matches_torch_composition(case):
     """SoftPool composed from torch ops, avg_pool(x e^x) / avg_pool(e^x) (zero padding
     adds nothing to either sum, the divisors cancel), on |x| < 5; autograd for grad_x."""

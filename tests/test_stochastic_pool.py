@@ -54,10 +54,13 @@ import stochastic_reference as sref
 from pool_cases import (
     DTYPES,
     GEOMS,
+    IMPLS,
     LAYOUTS,
     OUT_CASES,
     SHORT,
     UNBATCHED,
+    WINDOW_BACKEND_CASES,
+    WINDOW_TORCH_CASES,
     Case,
     Geom,
     assert_bitwise_equal,
@@ -69,6 +72,7 @@ from pool_cases import (
     identical_on_every_backend,
     numerical_gradient,
     params,
+    row,
     snapshot,
     transposed_memory,
     views,
@@ -165,9 +169,6 @@ def test_hash_known_values():
 
 # --------------------------------------------------------------------------- hand-checked
 
-IMPLS = [pytest.param("fastpool", id="fastpool"), pytest.param("reference", id="reference")]
-
-
 def _fwd(which: str):
     """stochastic_pool(x, k, training=..., seed=..., **kw) -> y, or (y, indices) in training."""
     if which == "fastpool":
@@ -183,11 +184,6 @@ def _bwd(which: str):
     if which == "fastpool":
         return fp("stochastic_pool_backward")
     return sref.stochastic_pool_backward
-
-
-def _row(values, dtype=np.float64) -> np.ndarray:
-    """(N=1, C=1, W) from a list."""
-    return np.array(values, dtype).reshape(1, 1, -1)
 
 
 HAND_SEEDS = list(range(40)) + [2**32, 2**63, 2**64 - 1]
@@ -226,13 +222,13 @@ HAND_INFERENCE = [
 @pytest.mark.parametrize("label,x,k,kw,y,g,gx", [pytest.param(*h, id=h[0]) for h in HAND_INFERENCE])
 def test_inference_by_hand(label, x, k, kw, y, g, gx, dtype, which):
     f, fb = _fwd(which), _bwd(which)
-    xa, ga = _row(x, dtype), _row(g, dtype)
+    xa, ga = row(x, dtype), row(g, dtype)
     got = f(xa, (k,), training=False, **kw)
     assert got.dtype == xa.dtype and got.shape == (1, 1, len(y))
-    np.testing.assert_allclose(got, _row(y, dtype), rtol=4 * np.finfo(dtype).eps, atol=0, err_msg=f"{label} forward")
+    np.testing.assert_allclose(got, row(y, dtype), rtol=4 * np.finfo(dtype).eps, atol=0, err_msg=f"{label} forward")
     gg = fb(ga, xa, (k,), training=False, **kw)
     assert gg.dtype == xa.dtype and gg.shape == xa.shape
-    np.testing.assert_allclose(gg, _row(gx, dtype), rtol=4 * np.finfo(dtype).eps, atol=8 * np.finfo(dtype).eps,
+    np.testing.assert_allclose(gg, row(gx, dtype), rtol=4 * np.finfo(dtype).eps, atol=8 * np.finfo(dtype).eps,
                                err_msg=f"{label} backward")
 
 
@@ -272,14 +268,14 @@ def test_training_by_hand(label, x, k, kw, y, idx, g, gx, dtype, which):
     """Draws that every seed must make, their values, indices and gradients (from the
     indices and from the seed)."""
     f, fb = _fwd(which), _bwd(which)
-    xa, ga = _row(x, dtype), _row(g, dtype)
+    xa, ga = row(x, dtype), row(g, dtype)
     for seed in HAND_SEEDS:
         got, ind = f(xa, (k,), seed=seed, **kw)
         assert got.dtype == xa.dtype and ind.dtype == np.int64 and got.shape == ind.shape == (1, 1, len(y))
-        np.testing.assert_array_equal(got, _row(y, dtype), err_msg=f"{label} y, seed {seed}")
-        np.testing.assert_array_equal(ind, _row(idx, np.int64), err_msg=f"{label} indices, seed {seed}")
-        np.testing.assert_array_equal(fb(ga, xa, (k,), indices=ind, **kw), _row(gx, dtype), err_msg=label)
-        np.testing.assert_array_equal(fb(ga, xa, (k,), seed=seed, **kw), _row(gx, dtype), err_msg=label)
+        np.testing.assert_array_equal(got, row(y, dtype), err_msg=f"{label} y, seed {seed}")
+        np.testing.assert_array_equal(ind, row(idx, np.int64), err_msg=f"{label} indices, seed {seed}")
+        np.testing.assert_array_equal(fb(ga, xa, (k,), indices=ind, **kw), row(gx, dtype), err_msg=label)
+        np.testing.assert_array_equal(fb(ga, xa, (k,), seed=seed, **kw), row(gx, dtype), err_msg=label)
 
 
 @pytest.mark.parametrize("which", IMPLS)
@@ -287,14 +283,14 @@ def test_zero_window_keeps_its_first_tap(which):
     """A window of zeros gives its first tap inside the input, that tap's own zero
     (-0.0 stays -0.0), and no other."""
     f = _fwd(which)
-    x = _row([-0.0, 0.0, 0.0, -0.0, 0.0, 0.0])
+    x = row([-0.0, 0.0, 0.0, -0.0, 0.0, 0.0])
     for seed in HAND_SEEDS:
         y, ind = f(x, (2,), seed=seed)
-        np.testing.assert_array_equal(ind, _row([0, 2, 4], np.int64))
-        np.testing.assert_array_equal(np.signbit(y), _row([True, False, False], bool))
+        np.testing.assert_array_equal(ind, row([0, 2, 4], np.int64))
+        np.testing.assert_array_equal(np.signbit(y), row([True, False, False], bool))
         y, ind = f(x, (3,), seed=seed, stride=2, padding=1)  # [pad, -0, 0], [0, 0, -0], [-0, 0, 0]
-        np.testing.assert_array_equal(ind, _row([0, 1, 3], np.int64))
-        np.testing.assert_array_equal(np.signbit(y), _row([True, False, True], bool))
+        np.testing.assert_array_equal(ind, row([0, 1, 3], np.int64))
+        np.testing.assert_array_equal(np.signbit(y), row([True, False, True], bool))
 
 
 @pytest.mark.parametrize("which", IMPLS)
@@ -440,12 +436,12 @@ def test_pads_are_never_drawn():
 def test_docstring_draw_example():
     """[0, 3, 1, 1] k2: the first window always draws 3 (index 1), the second either 1
     (index 2 or 3); the inference form 9/3, 2/2."""
-    x = _row([0, 3, 1, 1], np.float32)
-    np.testing.assert_array_equal(fp("stochastic_pool")(x, (2,), training=False), _row([3, 1], np.float32))
+    x = row([0, 3, 1, 1], np.float32)
+    np.testing.assert_array_equal(fp("stochastic_pool")(x, (2,), training=False), row([3, 1], np.float32))
     seen = set()
     for seed in range(64):
         y, ind = fp("stochastic_pool")(x, (2,), seed=seed, return_indices=True)
-        np.testing.assert_array_equal(y, _row([3, 1], np.float32))
+        np.testing.assert_array_equal(y, row([3, 1], np.float32))
         assert ind[0, 0, 0] == 1 and ind[0, 0, 1] in (2, 3)
         seen.add(int(ind[0, 0, 1]))
     assert seen == {2, 3}
@@ -605,21 +601,9 @@ def test_matches_reference(case):
     check_inference(case)
 
 
-BACKEND_CASES = [
-    Case(Geom((31,), 3, 2, 1), "channels_first", np.float32, 2, 3),
-    Case(Geom((67,), 5, 1, 2), "channels_last", np.float64, 1, 17),
-    Case(Geom((13,), 4, 2, "same_lower", dilation=2), "channels_last", np.float32, 2, 33),
-    Case(Geom((8, 67), 3, 2, 1), "channels_first", np.float32, 2, 5),
-    Case(Geom((11, 13), (3, 2), (2, 3), ((1, 0), (0, 1)), ceil_mode=True), "channels_last", np.float32, 2, 17),
-    Case(Geom((7, 7), 7), "channels_first", np.float64, 1, 33),
-    Case(Geom((15, 20), 3, 1, 2, dilation=2), "channels_first", np.float32, 1, 3),
-    Case(Geom((6, 8), 4, 3, "same"), "channels_last", np.float64, 2, 3),
-    Case(Geom((3, 7, 31), 3, 2, 1), "channels_last", np.float32, 1, 5),
-    Case(Geom((5, 6, 7), 2, 1, 1, dilation=2, ceil_mode=True), "channels_first", np.float64, 2, 3),
-]
 
 
-@pytest.mark.parametrize("case", params(BACKEND_CASES))
+@pytest.mark.parametrize("case", params(WINDOW_BACKEND_CASES))
 def test_every_backend_matches_reference(case, backend):
     check_training(case)
     check_inference(case)
@@ -1091,11 +1075,11 @@ def test_list_input_and_docstring_examples():
 def test_values_outside_every_window_are_not_checked():
     """Only the taps of windows must be >= 0 and finite (the docstring: "a window
     holding ..."): x1 = -1 lies in no window of k1 s2."""
-    x = _row([1.0, -1.0, 2.0])
+    x = row([1.0, -1.0, 2.0])
     y, idx = fp("stochastic_pool")(x, (1,), stride=2, seed=1, return_indices=True)
-    np.testing.assert_array_equal(y, _row([1.0, 2.0]))
-    np.testing.assert_array_equal(idx, _row([0, 2], np.int64))
-    np.testing.assert_array_equal(fp("stochastic_pool")(x, (1,), stride=2, training=False), _row([1.0, 2.0]))
+    np.testing.assert_array_equal(y, row([1.0, 2.0]))
+    np.testing.assert_array_equal(idx, row([0, 2], np.int64))
+    np.testing.assert_array_equal(fp("stochastic_pool")(x, (1,), stride=2, training=False), row([1.0, 2.0]))
 
 
 # --------------------------------------------------------------------------- errors
@@ -1284,20 +1268,10 @@ def test_errors_leave_out_untouched():
 
 # --------------------------------------------------------------------------- torch
 
-TORCH_CASES = [
-    Case(Geom((31,), 3, 2, 1), "channels_first", np.float32, 2, 3),
-    Case(Geom((31,), 4, 3, 2, ceil_mode=True), "channels_last", np.float64, 2, 5),
-    Case(Geom((8, 67), 3, 2, 1), "channels_first", np.float32, 2, 5),
-    Case(Geom((11, 13), (3, 2), (2, 1), 1, ceil_mode=True), "channels_last", np.float32, 1, 17),
-    Case(Geom((7, 7), 3, 1, 1), "channels_first", np.float64, 2, 3),
-    Case(Geom((9, 9), 2), "channels_last", np.float64, 1, 4),
-    Case(Geom((4, 6, 9), 3, 2, 1), "channels_first", np.float32, 1, 3),
-    Case(Geom((5, 6, 7), 2, 1, 1, ceil_mode=True), "channels_last", np.float64, 2, 3),
-]
 
 
 @pytest.mark.parametrize("kind", ["relu", "sparse"])
-@pytest.mark.parametrize("case", params(TORCH_CASES))
+@pytest.mark.parametrize("case", params(WINDOW_TORCH_CASES))
 def test_inference_matches_torch_composition(case, kind):
     """torch has no stochastic pooling; its inference form is avg_pool(x^2) / avg_pool(x)
     (count_include_pad=False: the divisors cancel), 0 where avg_pool(x) is 0 (windows of

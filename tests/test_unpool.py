@@ -32,6 +32,7 @@ import reference as ref
 from bin_cases import BinCase, cycled
 from pool_cases import (
     DTYPES,
+    IMPLS,
     LAYOUTS,
     SHORT,
     assert_bitwise_equal,
@@ -192,9 +193,6 @@ def assert_exact(actual: Any, expected: np.ndarray, what: str = "") -> None:
 
 
 # --------------------------------------------------------------------------- hand-checked
-
-IMPLS = [pytest.param("fastpool", id="fastpool"), pytest.param("reference", id="reference")]
-
 
 def forward(which: str, out_spatial: Tuple[int, ...], layout: str = "channels_first", **kw: Any):
     """fastpool.max_unpool{rank}d(x, idx, **kw) or the reference with the output's spatial
