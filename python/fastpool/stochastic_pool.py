@@ -78,7 +78,9 @@ def stochastic_pool(
 
     * ``training=True``: draws one tap ``l`` with probability ``p_l``; ``y = x_l``.
       A window of zeros gives 0 (its first tap).
-    * ``training=False``: ``y = sum p_i x_i = sum x_i^2 / S`` (0 for a window of zeros).
+    * ``training=False``: ``y = sum p_i x_i = sum x_i^2 / S`` (0 for a window of zeros;
+      the squares are summed in x's dtype, so values above ~1.8e19 in float32 overflow
+      to inf there, and values below ~1e-19 lose precision).
 
     The draw: ``u`` uniform in [0, 1) from ``(seed, plane n*C + c, window w)`` (window
     index in row-major output order), then the first tap at which the running sum of
