@@ -145,3 +145,26 @@ class StochasticPool2d(_Pool):
 
     def time_inference(self, *params):
         fastpool.stochastic_pool(self.x, training=False, layout=self.layout, **self.geom)
+
+
+class FractionalMaxPool2d(_Pool):
+    """Graham's fractional max pooling, 2x2 windows to 1 / sqrt(2) of a ResNet stem's map;
+    the backward routes through the forward's indices."""
+
+    kind = "fractional"
+    families = {"resnet50_stem": RESNET50_STEM}
+    params = _params(families)
+
+    def setup(self, layout, dtype, family, threads):
+        super().setup(layout, dtype, family, threads)
+        shape = self.families[family][0]
+        self.kw = dict(kernel_size=2, output_size=(79, 79),
+                       random_samples=(random_array((shape[0], shape[1], 2), dtype, seed=2) + 1) * 0.49)
+        y, self.idx = fastpool.fractional_max_pool2d(self.x, layout=layout, return_indices=True, **self.kw)
+        self.g = random_array(y.shape, dtype, seed=1)
+
+    def forward(self):
+        return fastpool.fractional_max_pool2d(self.x, layout=self.layout, **self.kw)
+
+    def backward(self):
+        return fastpool.fractional_max_pool2d_backward(self.g, self.x, 2, indices=self.idx, layout=self.layout)
