@@ -73,7 +73,7 @@ struct Unit {
   V load_pixel(const T* a, index_t q) const {
     const T* p = a + base + q * pixel_stride;
     if (lane_stride == 1) return lanes == V::N ? V::load(p) : V::load_n(p, lanes);
-    return V::load_strided_n(p, lane_stride, lanes);
+    return load_plane_lanes(p, lane_stride, lanes, q + 1 == lane_stride);
   }
   void store_pixel(T* a, index_t q, V v) const {
     T* p = a + base + q * pixel_stride;

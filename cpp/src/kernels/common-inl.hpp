@@ -88,6 +88,19 @@ inline void steady_range(const AxisGeometry& a, index_t overread, index_t& lo, i
 // A stride-2 vector load reads one element past its last lane.
 inline index_t strided_overread(index_t stride) { return stride == 2 ? 1 : 0; }
 
+// Lanes [0, n) at p, p + s, ... of planes of s elements (p in the plane's last
+// pixel when last_pixel): there the stride-2 overread would leave the last plane, so
+// those lanes go through a buffer.
+template <class T>
+inline Vec<T> load_plane_lanes(const T* p, index_t s, index_t n, bool last_pixel) {
+  if (last_pixel && s == 2 && n >= Vec<T>::N) {
+    alignas(64) T t[Vec<T>::N];
+    for (index_t l = 0; l < Vec<T>::N; ++l) t[l] = p[2 * l];
+    return Vec<T>::load(t);
+  }
+  return Vec<T>::load_strided_n(p, s, n);
+}
+
 // Input rows (id*H + ih, flattened over depth and height) of output row (od, oh),
 // in window order; returns how many.
 inline index_t window_rows(const PoolGeometry& g, index_t od, index_t oh, index_t* rows) {

@@ -115,7 +115,7 @@ inline void fold_planes(const T* x, index_t P, index_t lanes, T* val, T* pos, T*
       V::transpose_block(x + q, P, tmp, V::N);
       for (index_t j = 0; j < V::N; ++j) fold<BinReduce::max>(acc, arg, V::load(tmp + j * V::N), V::set1(T(q + j)));
     }
-  for (; q < P; ++q) fold<BinReduce::max>(acc, arg, V::load_strided_n(x + q, P, lanes), V::set1(T(q)));
+  for (; q < P; ++q) fold<BinReduce::max>(acc, arg, load_plane_lanes(x + q, P, lanes, q + 1 == P), V::set1(T(q)));
   V::store(val, acc);
   V::store(pos, arg);
 }
