@@ -1,4 +1,5 @@
-// Bindings of the bin reductions (global, adaptive, pyramid, strip, LP, GeM, SoftPool, mixed):
+// Bindings of the bin reductions (global, adaptive, pyramid, strip, LP, GeM, SoftPool, mixed,
+// stochastic, max-pooling dropout):
 // build the bins through cpp/, check arrays, release the GIL, call cpp/.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -55,6 +56,8 @@ BinReduce parse_op(const std::string& op) {
   if (op == "mixed") return BinReduce::mixed;
   if (op == "stochastic") return BinReduce::stochastic;
   if (op == "stochastic_mean") return BinReduce::stochastic_mean;
+  if (op == "dropout") return BinReduce::dropout;
+  if (op == "dropout_mean") return BinReduce::dropout_mean;
   throw py::value_error("unknown reduction " + op);
 }
 
@@ -157,6 +160,8 @@ BinParams<T> params(double p, const std::optional<py::array>& p_channel, double 
   pp.p = T(p);
   pp.eps = T(eps);
   pp.seed = seed;
+  pp.keep = T(1.0 - p);  // dropout's (p is the rate there), from the exact rate
+  pp.drop_below = fastpool::dropout_threshold(p);
   if (p_channel) {
     if (!p_channel->dtype().is(py::dtype::of<T>())) throw py::type_error("p must have x's dtype");
     check_contiguous(*p_channel, "p", false);
@@ -189,9 +194,9 @@ index_t forward(const py::array& x, bool channels_last, const std::string& op, c
 template <class T>
 index_t backward_t(const std::optional<py::array>& x, py::array& gx, const BinProblem& pb, BinReduce op,
                    const std::vector<LevelArgs>& args, double p, const std::optional<py::array>& p_channel, double eps,
-                   std::optional<py::array>& grad_p, int threads) {
+                   std::uint64_t seed, std::optional<py::array>& grad_p, int threads) {
   const std::vector<BinLevel<T>> lv = make_levels<T>(args, pb, false);
-  const BinParams<T> pp = params<T>(p, p_channel, eps, 0, pb);
+  const BinParams<T> pp = params<T>(p, p_channel, eps, seed, pb);
   T* gp = nullptr;
   if (grad_p) {
     if (!grad_p->dtype().is(py::dtype::of<T>())) throw py::type_error("grad_p must have x's dtype");
@@ -208,7 +213,7 @@ index_t backward_t(const std::optional<py::array>& x, py::array& gx, const BinPr
 
 index_t backward(std::optional<py::array> x, py::array& gx, bool channels_last, const std::string& op,
                  const py::list& levels, double p, std::optional<py::array> p_channel, double eps,
-                 std::optional<py::array> grad_p, int threads) {
+                 std::uint64_t seed, std::optional<py::array> grad_p, int threads) {
   const DType dt = dtype_of(gx, "out");
   check_contiguous(gx, "out", true);
   const BinProblem pb = problem(gx, channels_last, "out");
@@ -221,8 +226,8 @@ index_t backward(std::optional<py::array> x, py::array& gx, bool channels_last, 
   }
   const std::vector<LevelArgs> args = level_args(levels);
   if (dt == DType::f32)
-    return backward_t<float>(x, gx, pb, parse_op(op), args, p, p_channel, eps, grad_p, threads);
-  return backward_t<double>(x, gx, pb, parse_op(op), args, p, p_channel, eps, grad_p, threads);
+    return backward_t<float>(x, gx, pb, parse_op(op), args, p, p_channel, eps, seed, grad_p, threads);
+  return backward_t<double>(x, gx, pb, parse_op(op), args, p, p_channel, eps, seed, grad_p, threads);
 }
 
 }  // namespace
@@ -238,5 +243,6 @@ void register_bins(py::module_& m) {
   m.def("bin_forward", &forward, py::arg("x"), py::arg("channels_last"), py::arg("op"), py::arg("levels"),
         py::arg("p"), py::arg("p_channel"), py::arg("eps"), py::arg("seed"), py::arg("threads"));
   m.def("bin_backward", &backward, py::arg("x"), py::arg("out"), py::arg("channels_last"), py::arg("op"),
-        py::arg("levels"), py::arg("p"), py::arg("p_channel"), py::arg("eps"), py::arg("grad_p"), py::arg("threads"));
+        py::arg("levels"), py::arg("p"), py::arg("p_channel"), py::arg("eps"), py::arg("seed"), py::arg("grad_p"),
+        py::arg("threads"));
 }

@@ -58,9 +58,11 @@ index_t forward(const py::array& x, const py::array& idx, py::array& y, bool cha
                                       up, threads);
 }
 
-index_t scatter_add(const py::array& x, const py::array& idx, py::array& y, bool channels_last, int threads) {
+index_t scatter_add(const py::array& x, const py::array& idx, py::array& y, bool channels_last, bool skip_minus_one,
+                    int threads) {
   const DType dt = dtype_of(x, "x");
-  const UnpoolProblem up = problem_of(x, idx, y, channels_last, "x", "out", false);
+  UnpoolProblem up = problem_of(x, idx, y, channels_last, "x", "out", false);
+  up.skip_minus_one = skip_minus_one;
   const auto* ip = static_cast<const std::int64_t*>(idx.data());
   py::gil_scoped_release release;
   if (dt == DType::f32)
@@ -92,9 +94,9 @@ void register_unpool(py::module_& m) {
         "out = 0, out[index] = x per plane; arrays (N, C, size) or (N, size, C). Returns the flat position of "
         "the first index outside the plane, or -1.");
   m.def("scatter_add", &scatter_add, py::arg("x"), py::arg("indices"), py::arg("out"), py::arg("channels_last"),
-        py::arg("threads"),
-        "out = 0, out[index] += x per plane (a gradient routed to argmax positions); returns as "
-        "max_unpool_forward.");
+        py::arg("skip_minus_one"), py::arg("threads"),
+        "out = 0, out[index] += x per plane (a gradient routed to argmax positions; an index of -1 adds nothing "
+        "where skip_minus_one); returns as max_unpool_forward.");
   m.def("max_unpool_backward", &backward, py::arg("grad_output"), py::arg("indices"), py::arg("out"),
         py::arg("channels_last"), py::arg("threads"),
         "out = grad_output at the indices; returns as max_unpool_forward.");

@@ -185,6 +185,11 @@ void avg_pool_backward(const T* gy, T* gx, const PoolGeometry& g, const AvgOptio
 
 template <class T>
 static void check_power(const BinProblem& pb, BinReduce op, const BinParams<T>& pp) {
+  if (op == BinReduce::dropout || op == BinReduce::dropout_mean) {
+    if (!(pp.p >= T(0) && pp.p <= T(1) && pp.keep >= T(0) && pp.keep <= T(1)) || pp.drop_below > (1ULL << 32))
+      throw std::invalid_argument("the dropout rate must be in [0, 1]");
+    return;
+  }
   if (op != BinReduce::lp && op != BinReduce::gem && op != BinReduce::mixed) return;
   const bool mixed = op == BinReduce::mixed;
   auto bad = [&](T p) { return mixed ? !(std::fabs(p) < T(__builtin_inf())) : !(p > T(0)) || p == T(__builtin_inf()); };

@@ -5,6 +5,7 @@
 #include "fastpool/lines.hpp"
 #include "fastpool/unpool.hpp"
 
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -163,6 +164,11 @@ AxisBins window_bins(const AxisGeometry& a, bool count_include_pad) {
   return b;
 }
 
+std::uint64_t dropout_threshold(double rate) {
+  if (!(rate >= 0.0 && rate <= 1.0)) return 0;
+  return std::uint64_t(std::floor(rate * 4294967296.0));  // exact: a power-of-two scale
+}
+
 template <class T>
 void check_bins(const BinProblem& pb, BinReduce op, const BinLevel<T>* levels, int n_levels) {
   if (pb.batch < 1 || pb.channels < 1) fail("batch and channel counts must be >= 1");
@@ -174,7 +180,8 @@ void check_bins(const BinProblem& pb, BinReduce op, const BinLevel<T>* levels, i
   if (n_levels < 1) fail("at least one output grid is needed");
   // Argmax positions are tracked in T as (row d*H + h, column): exact below 2**24 in float32.
   const index_t exact = index_t(1) << (sizeof(T) == 4 ? 24 : 53);
-  const bool positions = op == BinReduce::max || op == BinReduce::mixed || op == BinReduce::stochastic;
+  const bool positions = op == BinReduce::max || op == BinReduce::mixed || op == BinReduce::stochastic ||
+                         op == BinReduce::dropout;
   if (positions && (pb.in[0] * pb.in[1] > exact || pb.in[2] > exact))
     fail("an input of " + std::to_string(pb.in[0] * pb.in[1]) + " rows x " + std::to_string(pb.in[2]) +
          " columns is too large to track its argmax exactly in this dtype");

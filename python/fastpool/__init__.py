@@ -78,6 +78,16 @@ from .soft_pool import (
     soft_pool3d_backward,
     soft_pool_backward,
 )
+from .max_pool_dropout import (
+    max_pool_dropout,
+    max_pool_dropout1d,
+    max_pool_dropout1d_backward,
+    max_pool_dropout2d,
+    max_pool_dropout2d_backward,
+    max_pool_dropout3d,
+    max_pool_dropout3d_backward,
+    max_pool_dropout_backward,
+)
 from .stochastic_pool import (
     stochastic_pool,
     stochastic_pool1d,
@@ -194,6 +204,14 @@ __all__ = [
     "soft_pool1d_backward",
     "soft_pool2d_backward",
     "soft_pool3d_backward",
+    "max_pool_dropout",
+    "max_pool_dropout1d",
+    "max_pool_dropout2d",
+    "max_pool_dropout3d",
+    "max_pool_dropout_backward",
+    "max_pool_dropout1d_backward",
+    "max_pool_dropout2d_backward",
+    "max_pool_dropout3d_backward",
     "stochastic_pool",
     "stochastic_pool1d",
     "stochastic_pool2d",

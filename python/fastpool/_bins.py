@@ -199,8 +199,8 @@ def forward(x_canon: np.ndarray, channels_last: bool, op: str, levels: List[Leve
 
 def backward(x_canon: Optional[np.ndarray], gx_canon: np.ndarray, channels_last: bool, op: str,
              levels: List[Level], p: float = 1.0, p_channel: Optional[np.ndarray] = None, eps: float = 0.0,
-             grad_p: Optional[np.ndarray] = None) -> int:
-    return _core.bin_backward(x_canon, gx_canon, channels_last, op, levels, p, p_channel, eps, grad_p,
+             grad_p: Optional[np.ndarray] = None, seed: int = 0) -> int:
+    return _core.bin_backward(x_canon, gx_canon, channels_last, op, levels, p, p_channel, eps, seed, grad_p,
                               get_num_threads())
 
 
@@ -224,10 +224,11 @@ def check_indices(indices: Any, shape: Tuple[int, ...]) -> np.ndarray:
 
 
 def route_to_indices(g: np.ndarray, indices: np.ndarray, gx: np.ndarray, layout: "Layout",
-                     out_spatial: Sequence[int], in_spatial: Sequence[int]) -> None:
+                     out_spatial: Sequence[int], in_spatial: Sequence[int], skip_minus_one: bool = False) -> None:
     """gx = 0, then each element of g added at its flat in-plane position in indices
     (a C-contiguous int64 array shaped like g): the backward of an operator that
-    returned argmax positions (stochastic, fractional max pooling)."""
+    returned argmax positions (stochastic, fractional max pooling, max-pooling dropout,
+    whose -1 marks a dropped maximum: skip_minus_one)."""
     batch, channels, _ = layout.split(gx.shape)
     cl = layout.channels_last
 
@@ -235,7 +236,7 @@ def route_to_indices(g: np.ndarray, indices: np.ndarray, gx: np.ndarray, layout:
         size = int(np.prod(spatial))
         return a.reshape((batch, size, channels) if cl else (batch, channels, size))
     bad = _core.scatter_add(planes(g, out_spatial), planes(indices, out_spatial), planes(gx, in_spatial), cl,
-                            get_num_threads())
+                            skip_minus_one, get_num_threads())
     if bad >= 0:
         raise bad_index_error(indices, bad, int(np.prod(in_spatial)))
 

@@ -80,7 +80,7 @@ def bin_forward(
 ) -> int: ...
 def bin_backward(
     x: Optional[npt.NDArray[np.floating]], out: npt.NDArray[np.floating], channels_last: bool, op: str,
-    levels: List[Level], p: float, p_channel: Optional[npt.NDArray[np.floating]], eps: float,
+    levels: List[Level], p: float, p_channel: Optional[npt.NDArray[np.floating]], eps: float, seed: int,
     grad_p: Optional[npt.NDArray[np.floating]], threads: int,
 ) -> int: ...
 class LineScan:
@@ -107,7 +107,7 @@ def max_unpool_forward(
 ) -> int: ...
 def scatter_add(
     x: npt.NDArray[np.floating], indices: npt.NDArray[np.int64], out: npt.NDArray[np.floating],
-    channels_last: bool, threads: int,
+    channels_last: bool, skip_minus_one: bool, threads: int,
 ) -> int: ...
 def max_unpool_backward(
     grad_output: npt.NDArray[np.floating], indices: npt.NDArray[np.int64], out: npt.NDArray[np.floating],

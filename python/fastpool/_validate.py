@@ -102,6 +102,16 @@ def check_seed(seed: Any, bound: Optional[int] = 2**64) -> Any:
     return int(seed)
 
 
+def draw_seed(seed: Any) -> int:
+    """A 64-bit seed from an int, a Generator (one draw from it) or None (fresh entropy)."""
+    seed = check_seed(seed)
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**64, dtype=np.uint64))
+    return seed
+
+
 def check_layout(layout: Any) -> bool:
     """Returns True for channels_last."""
     if layout not in LAYOUTS:

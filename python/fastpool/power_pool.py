@@ -92,6 +92,8 @@ def _gem_spec(x_ndim, kernel_size, stride, padding, dilation, ceil_mode, count_i
 
 
 def _param(op, p, channels, dtype):
+    if op.startswith("dropout"):  # the rate, checked by max_pool_dropout
+        return p, None, False
     if op == "mixed":
         return _bins.power_exponent(p, channels, dtype, "alpha", positive=False)
     return _bins.power_exponent(p, channels, dtype)
@@ -117,7 +119,7 @@ def _power_forward(x, spec: _Spec, op, p, eps, layout, out, seed=0, want_indices
     return prep.to_user(y) if idx is None else (prep.to_user(y), prep.to_user(idx))
 
 
-def _power_backward(grad_output, x, spec: _Spec, op, p, eps, layout, out, want_grad_p):
+def _power_backward(grad_output, x, spec: _Spec, op, p, eps, layout, out, want_grad_p, seed=0):
     x = check_float_array(x, "x")
     lay = Layout(x.ndim, spec.rank, check_layout(layout), "x")
     grid = spec.grid(lay, x.shape)
@@ -127,7 +129,8 @@ def _power_backward(grad_output, x, spec: _Spec, op, p, eps, layout, out, want_g
     check_no_overlap(gx, "out", x, g)
     grad_p = np.empty(grid.channels, dtype=x.dtype) if want_grad_p else None
     if _bins.backward(grid.canon_in(contiguous(x)), grid.canon_in(gx), lay.channels_last, op,
-                      [(grid.bins, grid.level(_bins.readable(g)), None)], p_value, p_channel, eps, grad_p) >= 0:
+                      [(grid.bins, grid.level(_bins.readable(g)), None)], p_value, p_channel, eps, grad_p,
+                      seed) >= 0:
         raise _bins.weight_error(x)
     if not want_grad_p:
         return gx

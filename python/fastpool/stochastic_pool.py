@@ -12,7 +12,7 @@ the seed instead of being given the indices.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -23,8 +23,8 @@ from ._validate import (
     check_float_array,
     check_layout,
     check_no_overlap,
-    check_seed,
     contiguous,
+    draw_seed,
     output_array,
 )
 from .pooling import IntOrTuple, Padding, _rank_of, _ranked
@@ -46,16 +46,6 @@ Seed = Union[None, int, np.integer, np.random.Generator]
 
 def _spec(rank, kernel_size, stride, padding, dilation, ceil_mode) -> _Spec:
     return _Spec(True, rank, None, (kernel_size, stride, padding, dilation, ceil_mode), False)
-
-
-def _seed(seed: Any) -> int:
-    """A 64-bit seed from an int, a Generator (one draw from it) or None (fresh entropy)."""
-    seed = check_seed(seed)
-    if seed is None:
-        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(0, 2**64, dtype=np.uint64))
-    return seed
 
 
 def stochastic_pool(
@@ -141,7 +131,7 @@ def _stochastic(x, rank, kernel_size, stride, padding, dilation, ceil_mode, trai
         if seed is not None:
             raise ValueError("seed applies to training=True (inference draws nothing)")
         return _power_forward(x, spec, "stochastic_mean", 1.0, 0.0, layout, out)
-    return _power_forward(x, spec, "stochastic", 1.0, 0.0, layout, out, _seed(seed), return_indices)
+    return _power_forward(x, spec, "stochastic", 1.0, 0.0, layout, out, draw_seed(seed), return_indices)
 
 
 def stochastic_pool_backward(
@@ -197,7 +187,7 @@ def _stochastic_backward(grad_output, x, rank, kernel_size, stride, padding, dil
     grid = spec.grid(lay, x.shape)
     g = contiguous(_bins.check_grad(grad_output, grid.shape, x.dtype))
     if indices is None:
-        _, indices = _power_forward(x, spec, "stochastic", 1.0, 0.0, layout, None, _seed(seed), True)
+        _, indices = _power_forward(x, spec, "stochastic", 1.0, 0.0, layout, None, draw_seed(seed), True)
     idx_c = contiguous(_bins.check_indices(indices, grid.shape))
     gx = output_array(out, x.shape, x.dtype)
     check_no_overlap(gx, "out", x, g, idx_c)

@@ -79,19 +79,27 @@ enum class BinReduce : int {
   mixed = 5, ///< alpha max + (1 - alpha) sum / divisor, mixed max-average pooling (alpha = BinParams::p)
   stochastic = 6,       ///< a tap drawn with probability x / sum x (x >= 0), optional int64 position
   stochastic_mean = 7,  ///< sum x^2 / sum x (x >= 0), stochastic pooling's inference form
+  dropout = 8,          ///< max over the taps, dropped ones read as 0 (max-pooling dropout, training)
+  dropout_mean = 9,     ///< sum p q^c_i x_i (c_i: taps ranked above tap i), its inference form
 };
 
-/// The parameters of a reduction: p is the power means' exponent or mixed pooling's
-/// alpha (one value for every channel, or one per channel); eps GeM's clamp; seed
-/// stochastic pooling's (the draw of bin b of plane n*C + c is a hash of the seed,
-/// the plane and the bin: the same at any thread count and on every SIMD path).
+/// The parameters of a reduction: p is the power means' exponent, mixed pooling's
+/// alpha (one value for every channel, or one per channel) or max-pooling dropout's
+/// rate q; eps GeM's clamp; seed stochastic pooling's and dropout's (the draw of bin b,
+/// or the mask of element q, of plane n*C + c is a hash of the seed, the plane and b
+/// or q: the same at any thread count and on every SIMD path).
 template <class T>
 struct BinParams {
   T p = T(1);
   const T* p_channel = nullptr;  ///< C values, or null for the scalar p
   T eps = T(0);
   std::uint64_t seed = 0;
+  T keep = T(1);                 ///< dropout: 1 - rate, rounded once from the exact rate
+  std::uint64_t drop_below = 0;  ///< dropout: an element whose 32-bit hash is below this is dropped
 };
+
+/// floor(rate * 2**32): dropout's threshold for a rate in [0, 1] (0 otherwise).
+std::uint64_t dropout_threshold(double rate);
 
 /// Checks a problem and its levels against each other (sizes, bins inside the
 /// input, argmax positions exact in T). Throws std::invalid_argument.

@@ -12,6 +12,7 @@ namespace fastpool {
 struct UnpoolProblem {
   index_t batch = 1, channels = 1, in_size = 1, out_size = 1;
   bool channels_last = false;
+  bool skip_minus_one = false;  ///< scatter_add: an index of -1 adds nothing (a dropped maximum)
 
   index_t in_elements() const { return batch * channels * in_size; }
   index_t out_elements() const { return batch * channels * out_size; }

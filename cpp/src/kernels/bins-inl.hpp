@@ -946,11 +946,13 @@ struct Exponents {
   }
 };
 
+#include "kernels/dropout-inl.hpp"
+
 // Per-call sizes shared by the forward and backward drivers.
 template <class T>
 struct Setup {
   index_t H, W, rows, P, nb, tile;
-  index_t max_out_w = 1, max_rows = 1;
+  index_t max_out_w = 1, max_rows = 1, max_taps = 1;
   bool whole;
 
   Setup(const BinProblem& pb, const BinLevel<T>* lv, int nl, int threads) {
@@ -963,7 +965,10 @@ struct Setup {
       index_t cd = 0, ch = 0;
       for (index_t o = 0; o < lv[l].axis[0].out; ++o) cd = imax(cd, lv[l].axis[0].count[o]);
       for (index_t o = 0; o < lv[l].axis[1].out; ++o) ch = imax(ch, lv[l].axis[1].count[o]);
+      index_t cw = 0;
+      for (index_t o = 0; o < lv[l].axis[2].out; ++o) cw = imax(cw, lv[l].axis[2].count[o]);
       max_rows = imax(max_rows, cd * ch);
+      max_taps = imax(max_taps, cd * ch * cw);
     }
     nb = pb.channels_last ? Unit<T>::cl_blocks(pb, max_out_w) : 1;
     // at least a few units per thread, even at batch 1 (the split never changes a result)
@@ -980,6 +985,34 @@ struct Setup {
     return Scratch::bytes<T>(copy_elems()) * 2 + Scratch::bytes<index_t>(max_rows) * 3 +
            Scratch::bytes<T>(acc_elems()) * std::size_t(accs) + Scratch::bytes<T>(nb * Vec<T>::N) * 4 +
            Scratch::bytes<T>(tile) + 64;
+  }
+  // Max-pooling dropout's: the mask rows (training) or two bin-major tap copies of
+  // an output row (inference: the taps, and the backward's per-tap gradients).
+  bool keep_whole() const { return KeepRows<T>::whole_fits(nb, rows, W); }
+  std::size_t dropout_bytes(BinReduce op) const {
+    if (op == BinReduce::dropout)
+      return Scratch::bytes<T>(KeepRows<T>::buffer_elems(nb, rows, W)) +
+             Scratch::bytes<std::uint32_t>(KeepRows<T>::key_elems(nb)) + Scratch::bytes<MaskedRow<T>>(max_rows);
+    return op == BinReduce::dropout_mean ? Scratch::bytes<T>(acc_elems() * max_taps) * 2 : 0;
+  }
+  struct DropoutScratch {
+    T* keep;
+    std::uint32_t* keys;
+    MaskedRow<T>* rp;
+    T* taps;
+    T* terms;
+  };
+  DropoutScratch take_dropout(Scratch& mem, BinReduce op) const {
+    DropoutScratch d{};
+    if (op == BinReduce::dropout) {
+      d.keep = mem.take<T>(KeepRows<T>::buffer_elems(nb, rows, W));
+      d.keys = mem.take<std::uint32_t>(KeepRows<T>::key_elems(nb));
+      d.rp = mem.take<MaskedRow<T>>(max_rows);
+    } else if (op == BinReduce::dropout_mean) {
+      d.taps = mem.take<T>(acc_elems() * max_taps);
+      d.terms = mem.take<T>(acc_elems() * max_taps);
+    }
+    return d;
   }
 };
 
@@ -1002,10 +1035,11 @@ index_t forward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<
   const index_t kept_elems = merge ? plan.kept_bins(levels, n_levels) * su.nb * V::N : 0;
   int ok = 1;
   index_t invalid = -1;
-  const bool sample = op == BinReduce::stochastic;
+  const bool sample = op == BinReduce::stochastic, drop = op == BinReduce::dropout;
   parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
-    Scratch mem(su.scratch_bytes(sample ? 6 : 3) + Scratch::bytes<T>(kept_elems));
+    Scratch mem(su.scratch_bytes(sample || drop ? 6 : 3) + Scratch::bytes<T>(kept_elems) + su.dropout_bytes(op));
     if (!mem.ok()) return report_failure(ok);
+    const typename Setup<T>::DropoutScratch ds = su.take_dropout(mem, op);
     T* kept = mem.take<T>(kept_elems);
     T* copy = mem.take<T>(su.copy_elems());
     index_t* rows = mem.take<index_t>(su.max_rows);
@@ -1013,7 +1047,7 @@ index_t forward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<
     T* a0 = mem.take<T>(su.acc_elems());
     T* a1 = mem.take<T>(su.acc_elems());
     T* a2 = mem.take<T>(su.acc_elems());
-    T* a3 = sample ? mem.take<T>(su.acc_elems()) : nullptr;
+    T* a3 = sample || drop ? mem.take<T>(su.acc_elems()) : nullptr;
     T* a4 = sample ? mem.take<T>(su.acc_elems()) : nullptr;
     T* a5 = sample ? mem.take<T>(su.acc_elems()) : nullptr;
     typename V::M bad = V::lt(V::zero(), V::zero());  // a lane met a value that is no weight
@@ -1023,6 +1057,8 @@ index_t forward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<
       const Unit<T> u = Unit<T>::make(pb, su.nb, ui);
       const index_t nb = u.blocks;
       Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+      KeepRows<T> keep(pp, u, su.rows, su.W, ds.keep, ds.keys, su.keep_whole(), drop);
+      MaskedRows<T, Rows<T>> masked{src, keep};
       if (op == BinReduce::lp || op == BinReduce::gem || op == BinReduce::mixed) ex.fill(pb, u, pp);
       for (int oi = 0; oi < n_levels; ++oi) {
         const int l = merge ? plan.order[oi] : oi;
@@ -1040,7 +1076,7 @@ index_t forward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<
               for (index_t ow = 0; ow < aw.out; ++ow)
                 for (index_t b = 0; b < nb; ++b) {
                   const V y = value(V::load(acc + (ow * nb + b) * V::N), ow, b);
-                  io.put(lv.y, od, oh, ow, b, op == BinReduce::max ? y : canonical_nan(y));
+                  io.put(lv.y, od, oh, ow, b, op == BinReduce::max || drop ? y : canonical_nan(y));
                 }
             };
             if (op == BinReduce::max) {
@@ -1075,6 +1111,34 @@ index_t forward(const T* x, const BinProblem& pb, BinReduce op, const BinParams<
                 for (index_t ow = 0; ow < OW; ++ow)
                   for (index_t b = 0; b < nb; ++b)
                     V::store(kept_at(l, (od * OH + oh) * OW + ow, b), V::load(a0 + (ow * nb + b) * V::N));
+              emit(a0, [](V v, index_t, index_t) { return v; });
+            } else if (drop) {  // the winner's position, or -1 where it is a dropped tap's 0
+              if (lv.indices) {
+                drop_max_bins<true>(masked, aw, rows, nr, nb, ds.rp, a0, a1, a2, a3);
+                for (index_t ow = 0; ow < aw.out; ++ow)
+                  for (index_t b = 0; b < nb; ++b) {
+                    const index_t s = (ow * nb + b) * V::N, at = io.at(od, oh, ow, b);
+                    for (index_t i = 0; i < u.lanes; ++i)
+                      lv.indices[lo.off[i] + at] =
+                          a3[s + i] != T(0) ? argmax_position(double(a1[s + i]), double(a2[s + i]), su.W) : -1;
+                  }
+              } else {
+                drop_max_bins<false>(masked, aw, rows, nr, nb, ds.rp, a0, a1, a2, a3);
+              }
+              emit(a0, [](V v, index_t, index_t) { return v; });
+            } else if (op == BinReduce::dropout_mean) {  // sum p q^c_i x_i, taps in row-major order
+              tap_copy(src, aw, rows, nr, nb, su.max_taps, ds.taps);
+              const V pv = V::set1(pp.keep), qv = V::set1(pp.p);
+              for (index_t ow = 0; ow < OW; ++ow) {
+                const index_t n = nr * aw.count[ow];
+                for (index_t b = 0; b < nb; ++b) {
+                  const T* t = ds.taps + ow * su.max_taps * nb * V::N + b * V::N;
+                  V y = V::zero();
+                  for (index_t i = 0; i < n; ++i)
+                    y = V::add(y, weighted(rank_weight(t, n, nb * V::N, i, pv, qv), V::load(t + i * nb * V::N)));
+                  V::store(a0 + (ow * nb + b) * V::N, y);
+                }
+              }
               emit(a0, [](V v, index_t, index_t) { return v; });
             } else if (op == BinReduce::avg) {
               sum_bins<false>(src, aw, rows, nr, nb, rp, a0, a1, [](V v, index_t) { return Pair<V>{v, v}; });
@@ -1289,8 +1353,9 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams
   }
   parallel_for(n_units, threads, pb.size(), [&](index_t u0, index_t u1) {
     Scratch mem(su.scratch_bytes(5) + (avg ? coef_bytes : 0) + Scratch::bytes<T>(su.nb * V::N) +
-                Scratch::bytes<T>(kept_elems) + 128);
+                Scratch::bytes<T>(kept_elems) + su.dropout_bytes(op) + 128);
     if (!mem.ok()) return report_failure(ok);
+    const typename Setup<T>::DropoutScratch ds = su.take_dropout(mem, op);
     T* copy = mem.take<T>(su.copy_elems());
     T* gcopy = mem.take<T>(su.copy_elems());
     index_t* rows = mem.take<index_t>(su.max_rows);
@@ -1328,6 +1393,49 @@ index_t backward(const T* x, const BinProblem& pb, BinReduce op, const BinParams
               V::store(a[0] + (ow * nb + b) * V::N,
                        V::div(io.get(lv.grad_y, od, oh, ow, b), V::set1(T(dd * aw.divisor[ow]))));
           add_to_taps(dst, aw, rows, nr, nb, a[0]);
+        });
+        dst.flush();
+        continue;
+      }
+      if (op == BinReduce::dropout) {  // max's routing, nothing where the winner was dropped
+        Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+        KeepRows<T> keep(pp, u, su.rows, su.W, ds.keep, ds.keys, su.keep_whole(), true);
+        MaskedRows<T, Rows<T>> masked{src, keep};
+        GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
+        each_grad_row(pb, u, levels, n_levels, su, tile, rows,
+                      [&](const BinLevel<T>& lv, const LevelIO<T>& io, index_t od, index_t oh, index_t nr, index_t) {
+          const BinAxis& aw = lv.axis[2];
+          drop_max_bins<true>(masked, aw, rows, nr, nb, ds.rp, a[0], a[1], a[2], a[3]);
+          for (index_t ow = 0; ow < aw.out; ++ow)
+            for (index_t b = 0; b < nb; ++b) {
+              const index_t slot = (ow * nb + b) * V::N;
+              V::store(a[4] + slot, V::select(V::eq(V::load(a[3] + slot), V::zero()), V::zero(),
+                                              io.get(lv.grad_y, od, oh, ow, b)));
+            }
+          route_bins(dst, aw, rows, nr, nb, grp, a[1], a[2], a[4]);
+        });
+        dst.flush();
+        continue;
+      }
+      if (op == BinReduce::dropout_mean) {  // g p q^c_i to every tap
+        Rows<T> src(x, u, su.rows, su.W, copy, su.whole);
+        GradRows<T> dst(gx, u, su.rows, su.W, gcopy, su.whole);
+        const V pv = V::set1(pp.keep), qv = V::set1(pp.p);
+        const index_t nbn = nb * V::N;
+        each_grad_row(pb, u, levels, n_levels, su, tile, rows,
+                      [&](const BinLevel<T>& lv, const LevelIO<T>& io, index_t od, index_t oh, index_t nr, index_t) {
+          const BinAxis& aw = lv.axis[2];
+          tap_copy(src, aw, rows, nr, nb, su.max_taps, ds.taps);
+          for (index_t ow = 0; ow < aw.out; ++ow) {
+            const index_t n = nr * aw.count[ow];
+            for (index_t b = 0; b < nb; ++b) {
+              const index_t at = ow * su.max_taps * nbn + b * V::N;
+              const V g = io.get(lv.grad_y, od, oh, ow, b);
+              for (index_t i = 0; i < n; ++i)
+                V::store(ds.terms + at + i * nbn, weighted(rank_weight(ds.taps + at, n, nbn, i, pv, qv), g));
+            }
+          }
+          tap_copy(dst, aw, rows, nr, nb, su.max_taps, ds.terms);
         });
         dst.flush();
         continue;

@@ -28,7 +28,8 @@ inline void keep_first(index_t& mine, index_t pos) {
 }
 
 // Returns the flat position of the first index outside [0, out_size), or -1. kAdd:
-// y[index] += x (a gradient routed to its argmax; equal indices add up).
+// y[index] += x (a gradient routed to its argmax; equal indices add up; an index of
+// -1 adds nothing where up.skip_minus_one).
 template <class T, bool kAdd = false>
 index_t forward(const T* x, const std::int64_t* idx, T* y, const UnpoolProblem& up, int threads) {
   const index_t I = up.in_size, O = up.out_size, C = up.channels;
@@ -43,6 +44,7 @@ index_t forward(const T* x, const std::int64_t* idx, T* y, const UnpoolProblem& 
         const T* xp = x + u * I;
         const std::int64_t* ip = idx + u * I;
         for (index_t i = 0; i < I; ++i) {
+          if (kAdd && up.skip_minus_one && ip[i] == -1) continue;
           if (outside(ip[i], O)) {
             keep_first(my_bad, u * I + i);
             break;
@@ -65,6 +67,7 @@ index_t forward(const T* x, const std::int64_t* idx, T* y, const UnpoolProblem& 
         const T* xs = x + first + p * C;
         const std::int64_t* is = idx + first + p * C;
         for (index_t c = 0; c < nc; ++c) {
+          if (kAdd && up.skip_minus_one && is[c] == -1) continue;
           if (outside(is[c], O)) {
             keep_first(my_bad, first + p * C + c);
             continue;
