@@ -219,7 +219,7 @@ def ranks_above(win: np.ndarray, valid: np.ndarray) -> np.ndarray:
     uniq = np.unique(vals)  # sorted, no NaN
     vrank = np.searchsorted(uniq, vals).astype(np.int64)
     tap = np.arange(k, dtype=np.int64)
-    key = (((valid.astype(np.int64) * 2 + nan) * (uniq.size + 1) + vrank) * k) + (k - 1 - tap)
+    key = (((valid.astype(np.int64) * 2 + nan) * (uniq.size + 1) + vrank) * k) + tap
     order = np.argsort(key, axis=-1, kind="stable")
     pos = np.empty_like(order)
     np.put_along_axis(pos, order, np.broadcast_to(tap, order.shape).copy(), axis=-1)
@@ -236,15 +236,48 @@ def _inference_terms(xc: np.ndarray, geom, rate: float):
     return win, valid, w
 
 
-def _inference(xc: np.ndarray, geom, rate: float, magnitude: bool) -> np.ndarray:
-    win, valid, w = _inference_terms(xc, geom, rate)
+def _forward_sums(win: np.ndarray, valid: np.ndarray, w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(y, sum |w_i a_i|) in float64: terms of weight 0 contribute 0."""
     w64, a64 = w.astype(np.float64), win.astype(np.float64)
     live = valid & (w64 != 0)
     with np.errstate(invalid="ignore", over="ignore"):
         terms = np.where(live, w64 * np.where(live, a64, 0.0), 0.0)
-        if magnitude:
-            return np.abs(terms).sum(axis=-1)
-        return terms.sum(axis=-1)
+        return terms.sum(axis=-1), np.abs(terms).sum(axis=-1)
+
+
+def _backward_sums(gc: np.ndarray, valid: np.ndarray, w: np.ndarray, geom, shape_c) -> Tuple[np.ndarray, np.ndarray]:
+    """(grad_x, sum |g| w_i) in float64, (N, C, *spatial)."""
+    g = gc.astype(np.float64)[..., None]
+    w64 = w.astype(np.float64)
+    gx, gs = np.zeros(shape_c), np.zeros(shape_c)
+    _add_taps(gx, np.where(valid, g * w64, 0.0), geom)
+    _add_taps(gs, np.where(valid, np.abs(g) * w64, 0.0), geom)
+    return gx, gs
+
+
+def _inference(xc: np.ndarray, geom, rate: float, magnitude: bool) -> np.ndarray:
+    y, scale = _forward_sums(*_inference_terms(xc, geom, rate))
+    return scale if magnitude else y
+
+
+def max_pool_dropout_inference(x: np.ndarray, rate: float, grad_output: np.ndarray, kernel_size, stride=None,
+                               padding=0, dilation=1, ceil_mode=False, layout: str = "channels_first"):
+    """The inference form at once (the ranks computed once): (y in x's dtype, the float64
+    scale sum |w_i a_i|, grad_x for grad_output in x's dtype, the float64 scale
+    sum |g| w_i)."""
+    x = _float_input(x)
+    rate = check_rate(rate)
+    rank = _rank(kernel_size, x.ndim)
+    xc, batched = _to_ncs(x, rank, layout)
+    geom = make_geometry(xc.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    gc, _ = _to_ncs(np.asarray(grad_output), rank, layout)
+    if gc.shape != xc.shape[:2] + geom.out_sizes:
+        raise ValueError(f"grad_output has shape {gc.shape}, expected {xc.shape[:2] + geom.out_sizes}")
+    win, valid, w = _inference_terms(xc, geom, rate)
+    y, scale = _forward_sums(win, valid, w)
+    gx, gs = _backward_sums(gc, valid, w, geom, xc.shape)
+    return (_from_ncs(y.astype(x.dtype), batched, layout), _from_ncs(scale, batched, layout),
+            _from_ncs(gx.astype(x.dtype), batched, layout), _from_ncs(gs, batched, layout))
 
 
 def _add_taps(gx: np.ndarray, contrib: np.ndarray, geom) -> None:
@@ -285,10 +318,5 @@ def max_pool_dropout_backward(grad_output: np.ndarray, x: np.ndarray, rate: floa
     if gc.shape != xc.shape[:2] + geom.out_sizes:
         raise ValueError(f"grad_output has shape {gc.shape}, expected {xc.shape[:2] + geom.out_sizes}")
     _, valid, w = _inference_terms(xc, geom, rate)
-    g = gc.astype(np.float64)[..., None]
-    if magnitude:
-        g = np.abs(g)
-    contrib = np.where(valid, g * w.astype(np.float64), 0.0)
-    gx = np.zeros(xc.shape, dtype=np.float64)
-    _add_taps(gx, contrib, geom)
-    return _from_ncs(gx if magnitude else gx.astype(x.dtype), batched, layout)
+    gx, gs = _backward_sums(gc, valid, w, geom, xc.shape)
+    return _from_ncs(gs if magnitude else gx.astype(x.dtype), batched, layout)

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -73,6 +74,8 @@ const char* op_name(BinReduce op) {
     case BinReduce::mixed: return "mixed";
     case BinReduce::stochastic: return "stochastic";
     case BinReduce::stochastic_mean: return "stochastic_mean";
+    case BinReduce::dropout: return "dropout";
+    case BinReduce::dropout_mean: return "dropout_mean";
     default: return "gem";
   }
 }
@@ -747,6 +750,158 @@ void check_stochastic(Rng& rng, const Case& cs, Who& who, Threads& threads_of, C
   }
 }
 
+// Max-pooling dropout, from the documented rule: element q of plane P is dropped when
+// h < floor(rate 2**32), h = f(f(q_lo ^ k0) ^ (k1 + q_hi)), (k0, k1) the halves of
+// mix64(seed ^ P golden), f MurmurHash3's finalizer.
+std::uint32_t ref_fmix32(std::uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  return h ^ (h >> 16);
+}
+
+bool ref_dropped(std::uint64_t seed, index_t plane, index_t q, double rate) {
+  const std::uint64_t key = ref_mix64(seed ^ (std::uint64_t(plane) * 0x9e3779b97f4a7c15ULL));
+  const std::uint64_t uq = std::uint64_t(q);
+  const std::uint32_t h =
+      ref_fmix32(ref_fmix32(std::uint32_t(uq) ^ std::uint32_t(key)) ^ std::uint32_t((key >> 32) + (uq >> 32)));
+  return double(h) < std::floor(rate * 4294967296.0);
+}
+
+// Training: the exact max over the taps with dropped ones read as 0 (first maximum,
+// the last NaN), its position or -1 for a dropped winner, and the backward's routing;
+// inference: sum p q^c_i x_i (c_i: taps ranked above, NaN highest, the earlier of
+// equal values higher) with its gradient, in long double. Every path bitwise equal
+// to scalar.
+template <class T, class Who, class Threads, class Cover>
+void check_dropout(Rng& rng, const Case& cs, Who& who, Threads& threads_of, Cover& check_cover) {
+  if (cs.grids.size() != 1) return;  // windows: one grid
+  const BinProblem& pb = cs.pb;
+  const PoolKernels<T>& ref = kernels_of<T>(kernel_table(Isa::scalar));
+  const std::vector<Isa> isas = available_isas();
+  const std::size_t O = std::size_t(cs.out_size), X = std::size_t(pb.size());
+  const T ysent = T(-12345.25);
+  const std::int64_t isent = -7;
+  const std::string tag = std::string(sizeof(T) == 4 ? "f32" : "f64") + " case " + std::to_string(cs.id);
+  std::vector<T> x = make_x<T>(rng, cs, BinReduce::max, T(0), 0, cs.id % 3 == 0);
+  for (std::size_t i = 0; i < x.size(); i += std::size_t(pick(rng, 1, 60))) x[i] = pick(rng, 0, 1) ? T(0) : T(-0.0);
+  if (cs.id % 5 == 0 && x.size() > 2) x[x.size() / 2] = T(INFINITY), x[x.size() / 3 + 1] = T(-INFINITY);
+  std::vector<T> gy(O);
+  for (auto& v : gy) v = T(pick(rng, -8, 8)) / T(4);
+  const double rates[] = {0.0, 0.25, 0.5, 0.9, 1.0, 1.0 / 3.0};
+  const double rate = rates[cs.id % 6];
+  BinParams<T> pp;
+  pp.p = T(rate);
+  pp.keep = T(1.0 - rate);
+  pp.drop_below = dropout_threshold(rate);
+  pp.seed = (std::uint64_t(rng()) << 32) ^ std::uint64_t(rng());
+  auto xv = [&](index_t n, index_t c, index_t q) { return x[std::size_t(x_index(pb, n, c, q))]; };
+  // training
+  {
+    std::vector<T> y0(O, ysent), g0(X, ysent);
+    std::vector<std::int64_t> i0(O, isent);
+    auto lv = levels_of<T>(cs, y0.data(), i0.data(), gy.data(), nullptr);
+    ref.bin_forward(x.data(), pb, BinReduce::dropout, pp, lv.data(), 1, 1);
+    ref.bin_backward(x.data(), pb, BinReduce::dropout, pp, lv.data(), 1, g0.data(), nullptr, 1);
+    std::vector<T> rg(X, T(0));
+    bool ok = true;
+    ++comparisons;
+    each_bin(cs, [&](std::size_t, index_t n, index_t c, index_t at, const std::vector<index_t>& taps, index_t) {
+      if (!ok) return;
+      const index_t plane = n * pb.channels + c;
+      auto val = [&](index_t q) { return ref_dropped(pp.seed, plane, q, rate) ? T(0) : xv(n, c, q); };
+      index_t best = taps[0];
+      for (index_t q : taps)
+        if (val(q) > val(best) || std::isnan(double(val(q)))) best = q;
+      const bool kept = !ref_dropped(pp.seed, plane, best, rate);
+      const T want = val(best);
+      const std::int64_t want_i = kept ? best : -1;
+      if (kept) rg[std::size_t(x_index(pb, n, c, best))] += gy[std::size_t(at)];
+      const bool same = std::isnan(double(want)) ? std::isnan(double(y0[std::size_t(at)]))
+                                                  : std::memcmp(&want, &y0[std::size_t(at)], sizeof(T)) == 0;
+      if (!same || i0[std::size_t(at)] != want_i) {
+        fail("scalar dropout forward " + tag + " at output " + std::to_string(at) + ": " +
+             std::to_string(double(y0[std::size_t(at)])) + " @" + std::to_string(i0[std::size_t(at)]) + ", want " +
+             std::to_string(double(want)) + " @" + std::to_string(want_i));
+        ok = false;
+      }
+    });
+    ++comparisons;
+    if (!same_bits(g0, rg)) fail("scalar dropout backward " + tag + first_diff(g0, rg));
+    for (std::size_t k = 0; k < isas.size(); ++k) {
+      const PoolKernels<T>& kk = kernels_of<T>(kernel_table(isas[k]));
+      std::vector<T> y1(O, ysent), y2(O, ysent), g1(X, ysent);
+      std::vector<std::int64_t> i1(O, isent);
+      auto l1 = levels_of<T>(cs, y1.data(), i1.data(), gy.data(), nullptr);
+      auto l2 = levels_of<T>(cs, y2.data(), nullptr, nullptr, nullptr);
+      kk.bin_forward(x.data(), pb, BinReduce::dropout, pp, l1.data(), 1, threads_of(k));
+      kk.bin_forward(x.data(), pb, BinReduce::dropout, pp, l2.data(), 1, threads_of(k));
+      kk.bin_backward(x.data(), pb, BinReduce::dropout, pp, l1.data(), 1, g1.data(), nullptr, threads_of(k));
+      comparisons += 4;
+      if (!same_bits(y0, y1)) fail(who(k, "dropout forward") + first_diff(y0, y1));
+      if (i0 != i1) fail(who(k, "dropout forward indices") + first_diff(i0, i1));
+      if (!same_bits(y0, y2)) fail(who(k, "dropout forward (no indices)") + first_diff(y0, y2));
+      if (!same_bits(g0, g1)) fail(who(k, "dropout backward") + first_diff(g0, g1));
+    }
+  }
+  // inference
+  {
+    std::vector<T> y0(O, ysent), g0(X, ysent);
+    auto lv = levels_of<T>(cs, y0.data(), nullptr, gy.data(), nullptr);
+    ref.bin_forward(x.data(), pb, BinReduce::dropout_mean, pp, lv.data(), 1, 1);
+    ref.bin_backward(x.data(), pb, BinReduce::dropout_mean, pp, lv.data(), 1, g0.data(), nullptr, 1);
+    Ref ry, rgr;
+    ry.v.assign(O, 0);
+    ry.tol.assign(O, 0);
+    rgr.v.assign(X, 0);
+    rgr.tol.assign(X, 0);
+    const LD u = unit_roundoff<T>(), p = LD(pp.keep), q = LD(pp.p), tiny = LD(std::numeric_limits<T>::min());
+    each_bin(cs, [&](std::size_t, index_t n, index_t c, index_t at, const std::vector<index_t>& taps, index_t) {
+      const std::size_t nt = taps.size();
+      LD y = 0, scale = 0, floor = 0;
+      bool nan = false;
+      for (std::size_t i = 0; i < nt; ++i) {
+        const T a = xv(n, c, taps[i]);
+        int above = 0;
+        for (std::size_t j = 0; j < nt; ++j) {
+          const T b = xv(n, c, taps[j]);
+          const bool an = std::isnan(double(a)), bn = std::isnan(double(b));
+          const bool equal = (an && bn) || (!an && !bn && a == b);
+          if (j != i && ((bn && !an) || (!an && !bn && b > a) || (equal && j < i))) ++above;
+        }
+        const LD w = p * std::pow(q, LD(above));
+        const std::size_t xi = std::size_t(x_index(pb, n, c, taps[i]));
+        const LD g = LD(gy[std::size_t(at)]);
+        if (w != 0) {
+          if (std::isnan(double(a))) nan = true;
+          y += w * LD(a);
+          scale += w * std::fabs(LD(a));
+          rgr.v[xi] += g * w;
+          // a weight that reaches T's subnormals is off by up to the smallest normal
+          rgr.tol[xi] += std::fabs(g) * (4 * LD(nt + 2) * u * w + 2 * tiny);
+          floor += 2 * tiny * std::fabs(LD(a));
+        }
+      }
+      ry.v[std::size_t(at)] = nan ? LD(NAN) : y;
+      ry.tol[std::size_t(at)] = std::isinf(scale) ? 0 : 4 * LD(nt + 2) * u * scale + floor;
+    });
+    check_cover("scalar dropout_mean forward " + tag, y0, nullptr);
+    check_ref("scalar dropout_mean forward " + tag, y0, ry, &cs.covered);
+    check_ref("scalar dropout_mean backward " + tag, g0, rgr, nullptr);
+    for (std::size_t k = 0; k < isas.size(); ++k) {
+      const PoolKernels<T>& kk = kernels_of<T>(kernel_table(isas[k]));
+      std::vector<T> y1(O, ysent), g1(X, ysent);
+      auto l1 = levels_of<T>(cs, y1.data(), nullptr, gy.data(), nullptr);
+      kk.bin_forward(x.data(), pb, BinReduce::dropout_mean, pp, l1.data(), 1, threads_of(k));
+      kk.bin_backward(x.data(), pb, BinReduce::dropout_mean, pp, l1.data(), 1, g1.data(), nullptr, threads_of(k));
+      comparisons += 2;
+      if (!same_bits(y0, y1)) fail(who(k, "dropout_mean forward") + first_diff(y0, y1));
+      if (!same_bits(g0, g1)) fail(who(k, "dropout_mean backward") + first_diff(g0, g1));
+    }
+  }
+}
+
 // ------------------------------------------------------------------ comparisons
 
 template <class T>
@@ -1053,6 +1208,7 @@ void check_case(Rng& rng, const Case& cs) {
   }
 
   check_stochastic<T>(rng, cs, who, threads_of, check_cover);
+  check_dropout<T>(rng, cs, who, threads_of, check_cover);
 }
 
 // ------------------------------------------------------------------ hand-computed
