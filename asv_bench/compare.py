@@ -81,6 +81,10 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
     # Stochastic pooling (Zeiler & Fergus), training: a draw per window (the backward draws
     # again from the seed), in the same place.
     ("stochastic_pool2d", (32, 64, 112, 112), dict(kernel_size=3, stride=2, padding=1, seed=1)),
+    # Max-pooling dropout (Wu & Gu), rate 0.3, there too: training (the backward makes the
+    # mask again from the seed) and the inference form.
+    ("max_pool_dropout2d", (32, 64, 112, 112), dict(rate=0.3, kernel_size=3, stride=2, padding=1, seed=1)),
+    ("max_pool_dropout2d", (32, 64, 112, 112), dict(rate=0.3, kernel_size=3, stride=2, padding=1, training=False)),
     # Graham's fractional max pooling, 2x2 windows, output ratio 1 / sqrt(2).
     ("fractional_max_pool2d", (32, 64, 112, 112), dict(kernel_size=2, output_size=(79, 79))),
     # SegNet's decoder: max unpooling of a 2x2/2 max pool's output by its indices (the
@@ -428,7 +432,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(table(records, peer_cols))
     print(f"\n'p x' = p's time / fastpool's time (> 1: fastpool faster); roof = fastpool GB/s / copy GB/s; "
           f"torch bwd times .backward() only; NumPy ratios of the 2-thread rows use its 1-thread time;\n"
-          f"f+b = fwd + bwd (sum of medians); torch GeM / SPP / corner / center / soft / mixed / stochastic pooling are composed of torch ops.\n"
+          f"f+b = fwd + bwd (sum of medians); torch GeM / SPP / corner / center / soft / mixed / stochastic pooling / max-pooling dropout are composed of torch ops.\n"
           f"total {time.perf_counter() - t_start:.1f} s")
     other_load = load.report()
     if other_load:

@@ -7,7 +7,7 @@ splitmix64's output function from tests/stochastic_reference.py, both read-only)
 The mask, per INPUT element (shared by every window that reads it): for plane
 P = n*C + c and the element's flat spatial position q = (d*H + h)*W + w::
 
-    key     = mix64(seed ^ (P * 0x9E3779B97F4A7C15 mod 2**64))
+    key     = mix64(seed ^ ((P + 1) * 0x9E3779B97F4A7C15 mod 2**64))
     k0, k1  = key & 0xFFFFFFFF, key >> 32
     fmix32  = MurmurHash3's finalizer (mod 2**32):
               h ^= h >> 16; h *= 0x85EBCA6B; h ^= h >> 13; h *= 0xC2B2AE35; h ^= h >> 16
@@ -66,10 +66,10 @@ def fmix32(h: np.ndarray) -> np.ndarray:
 
 
 def plane_keys(seed: int, planes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(k0, k1) uint32 of every plane: the low and high words of mix64(seed ^ P * golden)."""
+    """(k0, k1) uint32 of every plane: the low and high words of mix64(seed ^ (P + 1) * golden)."""
     p = np.asarray(planes, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        key = mix64(np.uint64(int(seed)) ^ (p * GOLDEN))
+        key = mix64(np.uint64(int(seed)) ^ ((p + np.uint64(1)) * GOLDEN))
     return (key & LOW32).astype(np.uint32), (key >> np.uint64(32)).astype(np.uint32)
 
 
@@ -219,7 +219,7 @@ def ranks_above(win: np.ndarray, valid: np.ndarray) -> np.ndarray:
     uniq = np.unique(vals)  # sorted, no NaN
     vrank = np.searchsorted(uniq, vals).astype(np.int64)
     tap = np.arange(k, dtype=np.int64)
-    key = (((valid.astype(np.int64) * 2 + nan) * (uniq.size + 1) + vrank) * k) + tap
+    key = (((valid.astype(np.int64) * 2 + nan) * (uniq.size + 1) + vrank) * k) + (k - 1 - tap)
     order = np.argsort(key, axis=-1, kind="stable")
     pos = np.empty_like(order)
     np.put_along_axis(pos, order, np.broadcast_to(tap, order.shape).copy(), axis=-1)

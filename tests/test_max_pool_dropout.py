@@ -160,7 +160,7 @@ def _fmix_py(h: int) -> int:
 
 
 def _h_py(seed: int, plane: int, q: int) -> int:
-    key = _mix_py(seed ^ ((plane * 0x9E3779B97F4A7C15) & _M64))
+    key = _mix_py(seed ^ (((plane + 1) * 0x9E3779B97F4A7C15) & _M64))
     k0, k1 = key & _M32, key >> 32
     return _fmix_py(_fmix_py((q & _M32) ^ k0) ^ ((k1 + (q >> 32)) & _M32))
 

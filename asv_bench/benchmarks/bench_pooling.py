@@ -147,6 +147,28 @@ class StochasticPool2d(_Pool):
         fastpool.stochastic_pool(self.x, training=False, layout=self.layout, **self.geom)
 
 
+class MaxPoolDropout2d(_Pool):
+    """Max-pooling dropout (Wu & Gu), rate 0.3, of a ReLU's output with a ResNet stem's
+    window: training (the backward makes the mask again from the seed) and the inference form."""
+
+    kind = "dropout"
+    families = {"resnet50_stem": RESNET50_STEM}
+    params = _params(families)
+
+    def setup(self, *params):
+        super().setup(*params)
+        self.x = self.x.clip(0)
+
+    def forward(self):
+        return fastpool.max_pool_dropout(self.x, 0.3, seed=1, layout=self.layout, **self.geom)
+
+    def backward(self):
+        return fastpool.max_pool_dropout_backward(self.g, self.x, 0.3, seed=1, layout=self.layout, **self.geom)
+
+    def time_inference(self, *params):
+        fastpool.max_pool_dropout(self.x, 0.3, training=False, layout=self.layout, **self.geom)
+
+
 class FractionalMaxPool2d(_Pool):
     """Graham's fractional max pooling, 2x2 windows to 1 / sqrt(2) of a ResNet stem's map;
     the backward routes through the forward's indices."""

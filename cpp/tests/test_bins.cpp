@@ -752,7 +752,7 @@ void check_stochastic(Rng& rng, const Case& cs, Who& who, Threads& threads_of, C
 
 // Max-pooling dropout, from the documented rule: element q of plane P is dropped when
 // h < floor(rate 2**32), h = f(f(q_lo ^ k0) ^ (k1 + q_hi)), (k0, k1) the halves of
-// mix64(seed ^ P golden), f MurmurHash3's finalizer.
+// mix64(seed ^ (P + 1) golden), f MurmurHash3's finalizer.
 std::uint32_t ref_fmix32(std::uint32_t h) {
   h ^= h >> 16;
   h *= 0x85ebca6bu;
@@ -762,7 +762,7 @@ std::uint32_t ref_fmix32(std::uint32_t h) {
 }
 
 bool ref_dropped(std::uint64_t seed, index_t plane, index_t q, double rate) {
-  const std::uint64_t key = ref_mix64(seed ^ (std::uint64_t(plane) * 0x9e3779b97f4a7c15ULL));
+  const std::uint64_t key = ref_mix64(seed ^ ((std::uint64_t(plane) + 1) * 0x9e3779b97f4a7c15ULL));
   const std::uint64_t uq = std::uint64_t(q);
   const std::uint32_t h =
       ref_fmix32(ref_fmix32(std::uint32_t(uq) ^ std::uint32_t(key)) ^ std::uint32_t((key >> 32) + (uq >> 32)));

@@ -61,6 +61,12 @@ CASES: List[Tuple[str, str, str, Tuple[int, ...], Dict[str, Any]]] = [
     ("resnet50", "stochastic pool 3x3/2 p1", "stochastic_pool2d", (8, 64, 112, 112), dict(seed=1, **win(3, 2, 1))),
     ("resnet50", "stochastic pool 3x3/2 p1 (inference)", "stochastic_pool2d", (8, 64, 112, 112),
      dict(training=False, **win(3, 2, 1))),
+    # Max-pooling dropout (Wu & Gu), rate 0.3, there too: training (the backward makes the
+    # mask again from the seed) and the inference form.
+    ("resnet50", "maxpool dropout 3x3/2 p1", "max_pool_dropout2d", (8, 64, 112, 112),
+     dict(rate=0.3, seed=1, **win(3, 2, 1))),
+    ("resnet50", "maxpool dropout 3x3/2 p1 (inference)", "max_pool_dropout2d", (8, 64, 112, 112),
+     dict(rate=0.3, training=False, **win(3, 2, 1))),
     # Graham's fractional max pooling: 2x2 windows, output ratio 1 / sqrt(2).
     ("fmp", "fractional maxpool 2x2 -> 79x79", "fractional_max_pool2d", (8, 64, 112, 112),
      dict(kernel_size=(2, 2), output_size=(79, 79))),
@@ -221,7 +227,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           "corner pool: flip, cummax, flip per direction, summed; center pool: amax over H + amax over W;\n"
           "softpool: avg_pool(x * exp(x)) / avg_pool(exp(x)); mixed pool: alpha * max_pool2d + (1 - alpha) *\n"
           "avg_pool2d with a learnable alpha (its backward, as fastpool's, also gives grad_alpha); stochastic pool:\n"
-          "unfold, cumsum against torch.rand * sum, gather (inference: sum x^2 / sum x over the unfolded windows).")
+          "unfold, cumsum against torch.rand * sum, gather (inference: sum x^2 / sum x over the unfolded windows);\n"
+          "maxpool dropout: max_pool2d(x * (torch.rand >= rate)) (inference: unfold, sort, weights p q^(n-i), sum).")
     print("VGG-16's 224x224 and 112x112 layers use batch 8, every other layer batch 32.")
     print("vs X = X's time / fastpool's time (> 1: fastpool is faster).\n")
     print(fmt(headers))

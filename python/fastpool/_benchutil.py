@@ -65,6 +65,8 @@ def base_name(op: str) -> str:
 def exact_forward(op: str, kw: Dict[str, Any]) -> bool:
     """Whether the forward only selects input values (max), so must match bitwise."""
     name = base_name(op)
+    if name == "max_pool_dropout":
+        return kw.get("training", True)
     return ("max_pool" in name or name in ("corner_pool", "center_pool")
             or (name == "spatial_pyramid_pool" and kw.get("mode", "max") == "max"))
 
@@ -91,10 +93,10 @@ def pool_call(module: Any, op: str, direction: str, x: np.ndarray, g: Optional[n
 def operator_inputs(op: str, x: np.ndarray, layout: str, kw: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str, Any]]:
     """The input and keyword arguments an operator is timed on, made from data ``x``
     shaped as the case says: max unpooling takes ``x`` max-pooled by its own window
-    (and the indices, in ``kw``), as a decoder does; stochastic pooling takes a ReLU's
-    output ``max(x, 0)`` (half zeros); fractional max pooling gets fixed samples (in
+    (and the indices, in ``kw``), as a decoder does; stochastic pooling and max-pooling
+    dropout take a ReLU's output ``max(x, 0)`` (half zeros); fractional max pooling gets fixed samples (in
     ``kw``); other operators take ``x``."""
-    if base_name(op) == "stochastic_pool":
+    if base_name(op) in ("stochastic_pool", "max_pool_dropout"):
         return np.maximum(x, 0, out=x), kw
     if base_name(op) == "fractional_max_pool":  # the samples torch would draw, fixed
         n, c = (x.shape[0], x.shape[-1]) if layout == "channels_last" else x.shape[:2]
@@ -113,6 +115,10 @@ def _spatial(shape: Tuple[int, ...], layout: str) -> Tuple[int, ...]:
     return tuple(shape[1:-1]) if layout == "channels_last" else tuple(shape[2:])
 
 
+def _pair(v: Any) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
 def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[Callable[[Any], Any], List[Any]]:
     """torch's forward of an operator, one ``torch.nn.functional`` op or composed
     ones where torch has none, and its learnable parameters (GeM's p).
@@ -121,7 +127,8 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
     GeM is clamp, pow, mean, pow with p a tensor that requires grad (cirtorch); mixed
     pooling is alpha * max_pool + (1 - alpha) * avg_pool with alpha requiring grad;
     stochastic pooling unfolds the windows and gathers the tap whose running sum passes
-    u * sum (2D only); SPP is
+    u * sum (2D only); max-pooling dropout is max pooling of ``x * (rand >= rate)``
+    (training) or unfold, sort and the weights p q^(n-i) (inference, 2D only); SPP is
     adaptive pooling to each level, flattened and concatenated; corner pooling is
     flip, cummax, flip per direction (summed for a corner) and center pooling the
     sum of the column and row maxima (``amax``)."""
@@ -155,10 +162,8 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
             return ab * mx(t, **geo) + (1 - ab) * av(t, **geo)
         return mixed, [a]
     if name == "stochastic_pool":  # the usual PyTorch form: unfold, cumsum against u * sum, gather
-        def pair(v: Any) -> Tuple[int, int]:
-            return (v, v) if isinstance(v, int) else tuple(v)
-        k, p = pair(kw["kernel_size"]), pair(kw.get("padding", 0))
-        st = pair(kw.get("stride") or k)
+        k, p = _pair(kw["kernel_size"]), _pair(kw.get("padding", 0))
+        st = _pair(kw.get("stride") or k)
         training = kw.get("training", True)
 
         def stochastic(t: Any) -> Any:
@@ -172,6 +177,23 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
             pick = (cols.cumsum(2) <= u).sum(2, keepdim=True).clamp_max(k[0] * k[1] - 1)
             return cols.gather(2, pick).view(n, c, oh, ow)
         return stochastic, []
+    if name == "max_pool_dropout":
+        rate, training = kw["rate"], kw.get("training", True)
+        geo = {k: kw[k] for k in ("kernel_size", "stride", "padding") if k in kw}
+        mp = getattr(F, f"max_pool{rank}d")
+
+        def dropout(t: Any) -> Any:
+            if training:
+                return mp(t * (torch.rand_like(t) >= rate), **geo)
+            n, c, h, w = t.shape
+            k, p = _pair(geo["kernel_size"]), _pair(geo.get("padding", 0))
+            st = _pair(geo.get("stride") or k)
+            oh, ow = (h + 2 * p[0] - k[0]) // st[0] + 1, (w + 2 * p[1] - k[1]) // st[1] + 1
+            taps = k[0] * k[1]
+            cols = F.unfold(t, k, padding=p, stride=st).view(n, c, taps, oh * ow).sort(2).values
+            wts = (1 - rate) * rate ** torch.arange(taps - 1, -1, -1, dtype=t.dtype)
+            return (cols * wts.view(1, 1, -1, 1)).sum(2).view(n, c, oh, ow)
+        return dropout, []
     if name == "fractional_max_pool":
         fn = getattr(F, f"fractional_max_pool{rank}d")
         return (lambda t: fn(t, kw["kernel_size"], output_size=kw["output_size"],

@@ -680,6 +680,85 @@ def stochastic_pool_backward(grad_output, x, kernel_size, stride=None, padding=0
 __all__ += ["stochastic_pool", "stochastic_pool_backward"]
 
 
+
+# --- max-pooling dropout ------------------------------------------------------------------
+
+
+def _fmix32(h):
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def _dropped(shape, layout: str, rate: float, seed: int) -> np.ndarray:
+    """fastpool.max_pool_dropout's mask: True where an element of x is dropped."""
+    cl = layout == "channels_last"
+    n, c = shape[0], shape[-1] if cl else shape[1]
+    spatial = shape[1:-1] if cl else shape[2:]
+    planes = np.arange(n * c, dtype=np.uint64).reshape(n, c)
+    with np.errstate(over="ignore"):
+        key = _mix64(np.uint64(seed) ^ ((planes + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)))
+    k0, k1 = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32), (key >> np.uint64(32)).astype(np.uint32)
+    q = np.arange(int(np.prod(spatial)), dtype=np.uint64)
+    lo, hi = (q & np.uint64(0xFFFFFFFF)).astype(np.uint32), (q >> np.uint64(32)).astype(np.uint32)
+    h = _fmix32(_fmix32(lo[None, None, :] ^ k0[:, :, None]) ^ (k1[:, :, None] + hi[None, None, :]))
+    m = h.astype(np.uint64) < np.uint64(int(np.floor(rate * 2.0**32)))
+    m = m.reshape((n, c) + tuple(spatial))
+    return np.moveaxis(m, 1, -1) if cl else m
+
+
+def _rank_weights(x, g: _Geom, rate: float):
+    """Padded x, and each window's taps' weights p q^c (c: taps ranked above, NaN highest,
+    the earlier of equal values higher), stacked (taps, *out) in tap order."""
+    xp = _padded(x, g, -np.inf)
+    taps = g.taps()
+    v = np.stack([xp[t] for t in taps[::-1]])  # reversed: a stable sort ranks the later of equals lower
+    valid = np.stack([np.broadcast_to(g.spatial_mask(False)[t], v.shape[1:]) for t in taps[::-1]])
+    order = np.argsort(np.where(valid, v, -np.inf), axis=0, kind="stable")  # NaN last, padding first
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(len(taps)).reshape((-1,) + (1,) * (v.ndim - 1)), axis=0)
+    p, q = x.dtype.type(1.0 - rate), x.dtype.type(rate)
+    with np.errstate(under="ignore"):
+        w = np.where(valid, p * q ** (len(taps) - 1 - rank).astype(x.dtype), 0).astype(x.dtype)
+    return xp, w[::-1]
+
+
+def max_pool_dropout(x, rate, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, training=True,
+                     seed=0, layout="channels_first"):
+    """Max-pooling dropout; see :func:`fastpool.max_pool_dropout` (the same mask for an int seed)."""
+    if training:
+        xd = np.where(_dropped(x.shape, layout, rate, seed), x.dtype.type(0), x)
+        return max_pool(xd, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    g = _Geom(x.shape, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    xp, w = _rank_weights(x, g, rate)
+    y = np.zeros(g.out_shape(x.shape), x.dtype)
+    with np.errstate(invalid="ignore"):
+        for wi, t in zip(w, g.taps()):
+            y += np.where(wi == 0, 0, wi * xp[t])
+    return y
+
+
+def max_pool_dropout_backward(grad_output, x, rate, kernel_size, stride=None, padding=0, dilation=1,
+                              ceil_mode=False, training=True, seed=0, layout="channels_first"):
+    """Gradient of :func:`max_pool_dropout` (training: the mask of ``seed``)."""
+    if training:
+        drop = _dropped(x.shape, layout, rate, seed)
+        xd = np.where(drop, x.dtype.type(0), x)
+        gx = max_pool_backward(grad_output, xd, kernel_size, stride, padding, dilation, ceil_mode, layout)
+        gx[drop] = 0  # a dropped maximum's 0 is a constant
+        return gx
+    g = _Geom(x.shape, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    xp, w = _rank_weights(x, g, rate)
+    gp = np.zeros(xp.shape, dtype=grad_output.dtype)
+    for wi, t in zip(w, g.taps()):
+        gp[t] += wi * grad_output
+    return np.ascontiguousarray(gp[g.interior()])
+
+
+__all__ += ["max_pool_dropout", "max_pool_dropout_backward"]
+
 # --- fractional max pooling --------------------------------------------------------------
 
 

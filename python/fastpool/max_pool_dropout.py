@@ -92,7 +92,7 @@ def max_pool_dropout(
 
     The mask: element q (flat spatial position ``(d * H + h) * W + w``) of plane
     ``P = n*C + c`` is dropped when ``h < floor(rate * 2**32)``, where
-    ``key = mix(seed ^ P * 0x9E3779B97F4A7C15)`` (``mix``: splitmix64's output function,
+    ``key = mix(seed ^ (P + 1) * 0x9E3779B97F4A7C15)`` (``mix``: splitmix64's output function,
     arithmetic mod 2**64), ``k0, k1`` its low and high 32 bits and
     ``h = f(f((q mod 2**32) ^ k0) ^ ((k1 + q // 2**32) mod 2**32))``, ``f`` being
     MurmurHash3's 32-bit finalizer. It is the same for float32 and float64, both

@@ -13,8 +13,10 @@ inline std::uint32_t fmix32(std::uint32_t h) {
 }
 
 // The 64-bit key of plane n*C + c; the mask of position q is a 32-bit hash of key and q.
+// plane + 1: seed 0 would give plane 0 the key mix64(0) = 0, whose element 0 hashes
+// to 0 and is dropped at every rate.
 inline std::uint64_t plane_key(std::uint64_t seed, index_t plane) {
-  return mix64(seed ^ (std::uint64_t(plane) * 0x9e3779b97f4a7c15ULL));
+  return mix64(seed ^ ((std::uint64_t(plane) + 1) * 0x9e3779b97f4a7c15ULL));
 }
 
 // The mask of one work unit's planes, pixel-major like Rows: row r's pixel w, lane i
