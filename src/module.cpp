@@ -8,6 +8,7 @@ void register_pooling(py::module_& m);
 void register_lines(py::module_& m);
 void register_unpool(py::module_& m);
 void register_fractional(py::module_& m);
+void register_hopfield(py::module_& m);
 void register_runtime(py::module_& m);
 
 #ifndef FASTPOOL_VERSION
@@ -23,4 +24,5 @@ PYBIND11_MODULE(_core, m) {
   register_lines(m);
   register_unpool(m);
   register_fractional(m);
+  register_hopfield(m);
 }

@@ -282,6 +282,36 @@ index_t max_unpool_backward(const T* gy, const std::int64_t* idx, T* gx, const U
   return ops<T>().unpool_backward(gy, idx, gx, up, threads);
 }
 
+template <class T>
+static void check_beta(T beta) {
+  if (!(std::fabs(beta) < T(__builtin_inf()))) throw std::invalid_argument("beta must be finite");
+}
+
+template <class T>
+void hopfield_forward(const T* x, const T* queries, T beta, T* y, const HopfieldProblem& hp, int threads) {
+  check_hopfield(hp);
+  check_beta(beta);
+  ops<T>().hopfield_forward(x, queries, beta, y, hp, threads);
+}
+
+template <class T>
+void hopfield_backward(const T* x, const T* queries, T beta, const T* grad_y, T* grad_x, T* grad_queries,
+                       T* grad_beta, const HopfieldProblem& hp, int threads) {
+  check_hopfield(hp);
+  check_beta(beta);
+  const std::size_t qc = std::size_t(hp.queries * hp.channels);
+  std::vector<T> gq(std::size_t(hp.batch) * qc), gb(std::size_t(hp.batch));
+  ops<T>().hopfield_backward(x, queries, beta, grad_y, grad_x, gq.data(), gb.data(), hp, threads);
+  for (std::size_t i = 0; i < qc; ++i) {  // over the batch in order
+    T s = gq[i];
+    for (index_t n = 1; n < hp.batch; ++n) s += gq[std::size_t(n) * qc + i];
+    grad_queries[i] = s;
+  }
+  T b = gb[0];
+  for (index_t n = 1; n < hp.batch; ++n) b += gb[std::size_t(n)];
+  *grad_beta = b;
+}
+
 #define FASTPOOL_INSTANTIATE(T)                                                                 \
   template void max_pool_forward<T>(const T*, T*, std::int64_t*, const PoolGeometry&, int);     \
   template index_t max_pool_backward<T>(const T*, const T*, const std::int64_t*, T*,             \
@@ -298,7 +328,9 @@ index_t max_unpool_backward(const T* gy, const std::int64_t* idx, T* gx, const U
   template index_t max_unpool_forward<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int); \
   template index_t max_unpool_backward<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int); \
   template index_t scatter_add<T>(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);              \
-  template void fractional_max_forward<T>(const T*, const T*, T*, std::int64_t*, const FractionalProblem&, int);
+  template void fractional_max_forward<T>(const T*, const T*, T*, std::int64_t*, const FractionalProblem&, int); \
+  template void hopfield_forward<T>(const T*, const T*, T, T*, const HopfieldProblem&, int);                      \
+  template void hopfield_backward<T>(const T*, const T*, T, const T*, T*, T*, T*, const HopfieldProblem&, int);
 FASTPOOL_INSTANTIATE(float)
 FASTPOOL_INSTANTIATE(double)
 #undef FASTPOOL_INSTANTIATE

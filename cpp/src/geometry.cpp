@@ -2,6 +2,7 @@
 
 #include "fastpool/bins.hpp"
 #include "fastpool/fractional.hpp"
+#include "fastpool/hopfield.hpp"
 #include "fastpool/lines.hpp"
 #include "fastpool/unpool.hpp"
 
@@ -224,6 +225,14 @@ void check_unpool(const UnpoolProblem& up) {
     if (d < 1 || d > kHuge) fail("unpooling sizes must be in [1, 2**40], got " + std::to_string(d));
   checked_mul(checked_mul(up.batch, up.channels, "input size"), up.in_size, "input size");
   checked_mul(checked_mul(up.batch, up.channels, "output size"), up.out_size, "output size");
+}
+
+void check_hopfield(const HopfieldProblem& hp) {
+  const index_t dims[4] = {hp.batch, hp.channels, hp.positions, hp.queries};
+  for (index_t d : dims)
+    if (d < 1 || d > kHuge) fail("Hopfield pooling sizes must be in [1, 2**40], got " + std::to_string(d));
+  checked_mul(checked_mul(hp.batch, hp.channels, "input size"), hp.positions, "input size");
+  checked_mul(checked_mul(hp.batch, hp.queries, "output size"), hp.channels, "output size");
 }
 
 void check_fractional(const FractionalProblem& fp) {

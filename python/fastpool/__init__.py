@@ -78,6 +78,7 @@ from .soft_pool import (
     soft_pool3d_backward,
     soft_pool_backward,
 )
+from .hopfield_pool import hopfield_pool, hopfield_pool_backward
 from .max_pool_dropout import (
     max_pool_dropout,
     max_pool_dropout1d,
@@ -204,6 +205,8 @@ __all__ = [
     "soft_pool1d_backward",
     "soft_pool2d_backward",
     "soft_pool3d_backward",
+    "hopfield_pool",
+    "hopfield_pool_backward",
     "max_pool_dropout",
     "max_pool_dropout1d",
     "max_pool_dropout2d",

@@ -10,6 +10,7 @@
 #include "fastpool/geometry.hpp"
 #include "fastpool/lines.hpp"
 #include "fastpool/fractional.hpp"
+#include "fastpool/hopfield.hpp"
 #include "fastpool/unpool.hpp"
 
 namespace fastpool {
@@ -32,6 +33,8 @@ struct PoolKernels {
   index_t (*unpool_backward)(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
   index_t (*scatter_add)(const T*, const std::int64_t*, T*, const UnpoolProblem&, int);
   void (*fractional_forward)(const T*, const T*, T*, std::int64_t*, const FractionalProblem&, int);
+  void (*hopfield_forward)(const T*, const T*, T, T*, const HopfieldProblem&, int);
+  void (*hopfield_backward)(const T*, const T*, T, const T*, T*, T*, T*, const HopfieldProblem&, int);
 };
 
 // Element-wise vector math of each path, over arrays: the tests compare every path

@@ -8,6 +8,7 @@
 #include "fastpool/bins.hpp"
 #include "fastpool/fractional.hpp"
 #include "fastpool/geometry.hpp"
+#include "fastpool/hopfield.hpp"
 #include "fastpool/lines.hpp"
 #include "fastpool/unpool.hpp"
 
@@ -94,5 +95,16 @@ index_t max_unpool_backward(const T* grad_y, const std::int64_t* indices, T* gra
 template <class T>
 void fractional_max_forward(const T* x, const T* samples, T* y, std::int64_t* idx, const FractionalProblem& fp,
                             int threads);
+
+/// Hopfield pooling: y[n, q] = sum_j softmax_j(beta <queries[q], x[n, j]>) x[n, j] over the
+/// positions j of sample n; y is (N, Q, C). beta must be finite.
+template <class T>
+void hopfield_forward(const T* x, const T* queries, T beta, T* y, const HopfieldProblem& hp, int threads);
+
+/// Its gradients from grad_y (N, Q, C): grad_x (x's layout), grad_queries (Q, C) and
+/// *grad_beta, both summed over the batch in order (the same bits at any thread count).
+template <class T>
+void hopfield_backward(const T* x, const T* queries, T beta, const T* grad_y, T* grad_x, T* grad_queries,
+                       T* grad_beta, const HopfieldProblem& hp, int threads);
 
 }  // namespace fastpool

@@ -14,6 +14,7 @@
 #include "kernels/line_max-inl.hpp"
 #include "kernels/unpool-inl.hpp"
 #include "kernels/fractional-inl.hpp"
+#include "kernels/hopfield-inl.hpp"
 
 // Bin reductions: global max / avg pooling and the max over adaptive bins of small
 // planes have loops of their own; every other bin reduction runs the general kernels.
@@ -60,6 +61,8 @@ PoolKernels<T> make_kernels() {
   k.unpool_backward = &unpool::backward<T>;
   k.scatter_add = &unpool::forward<T, true>;
   k.fractional_forward = &fractional::forward<T>;
+  k.hopfield_forward = &hopfield::forward<T>;
+  k.hopfield_backward = &hopfield::backward<T>;
   return k;
 }
 

@@ -1,0 +1,236 @@
+// Hopfield pooling: y[n, q] = sum_j softmax_j(beta <Q_q, X_j>) X_j over the positions j
+// of sample n, and its gradients, fused as flash attention is: positions are visited in
+// tiles with an online softmax (running maximum and sum), so only a (Q x tile) block of
+// scores exists at a time.
+//
+// Dot products over C accumulate in 16 partial sums (lane k takes elements k mod 16)
+// combined by a fixed tree, whatever the vector width: every path gives the same bits.
+// channels_first tiles are transposed into (tile x C) rows first, so both layouts run
+// the same loops. Work units are samples.
+// Included inside an ISA namespace after common-inl.hpp and math-inl.hpp.
+
+namespace hopfield {
+
+constexpr int kPartials = 16;
+constexpr std::size_t kTileBytes = std::size_t(128) << 10;  // a tile of positions (x C) stays in L2
+
+template <class T>
+inline T dot(const T* a, const T* b, index_t n) {
+  using V = Vec<T>;
+  constexpr int U = kPartials / V::N;
+  V acc[U];
+  for (int u = 0; u < U; ++u) acc[u] = V::zero();
+  index_t i = 0;
+  for (; i + kPartials <= n; i += kPartials)
+    for (int u = 0; u < U; ++u) acc[u] = V::add(acc[u], V::mul(V::load(a + i + u * V::N), V::load(b + i + u * V::N)));
+  alignas(64) T p[kPartials];
+  for (int u = 0; u < U; ++u) V::store(p + u * V::N, acc[u]);
+  for (index_t k = 0; i + k < n; ++k) p[k] += a[i + k] * b[i + k];
+  for (int w = kPartials / 2; w >= 1; w /= 2)
+    for (int k = 0; k < w; ++k) p[k] += p[k + w];
+  return p[0];
+}
+
+// y += a x (element-wise: the same bits on every path).
+template <class T>
+inline void axpy(T* y, T a, const T* x, index_t n) {
+  using V = Vec<T>;
+  const V av = V::set1(a);
+  index_t i = 0;
+  for (; i + V::N <= n; i += V::N) V::store(y + i, V::add(V::load(y + i), V::mul(av, V::load(x + i))));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+template <class T>
+inline void scale(T* y, T a, index_t n) {
+  using V = Vec<T>;
+  const V av = V::set1(a);
+  index_t i = 0;
+  for (; i + V::N <= n; i += V::N) V::store(y + i, V::mul(V::load(y + i), av));
+  for (; i < n; ++i) y[i] *= a;
+}
+
+// One exp / log with the vector paths' own functions (the kernels call no libm).
+template <class T>
+inline T exp1(T v) {
+  T r;
+  Scalar<T>::store(&r, vexp(Scalar<T>::set1(v)));
+  return r;
+}
+template <class T>
+inline T log1(T v) {
+  T r;
+  Scalar<T>::store(&r, vlog(Scalar<T>::set1(v)));
+  return r;
+}
+
+// e[j] = exp(s[j] * k - m) for j < n; s and e hold a multiple of N values.
+template <class T>
+inline void exp_row(const T* s, T k, T m, T* e, index_t n) {
+  using V = Vec<T>;
+  const V kv = V::set1(k), mv = V::set1(m);
+  for (index_t j = 0; j < n; j += V::N) V::store(e + j, vexp(V::sub(V::mul(V::load(s + j), kv), mv)));
+}
+
+// The tile sizes and per-thread scratch of one call.
+template <class T>
+struct Plan {
+  index_t C, L, Q, tile, row;  // row: a tile's scores, padded to whole vectors
+  bool cl;
+  explicit Plan(const HopfieldProblem& hp)
+      : C(hp.channels), L(hp.positions), Q(hp.queries), cl(hp.channels_last) {
+    tile = imax(16, imin(L, index_t(kTileBytes / (sizeof(T) * std::size_t(C)))));
+    tile = imin(tile, L);
+    row = (tile + Vec<T>::N - 1) / Vec<T>::N * Vec<T>::N;
+  }
+  std::size_t bytes() const {
+    return Scratch::bytes<T>(cl ? 0 : tile * C) * 2 + Scratch::bytes<T>(Q * row) * 4 + Scratch::bytes<T>(Q * C) +
+           Scratch::bytes<T>(Q) * 4 + 256;
+  }
+  // Positions [t0, t0 + n) of sample s as rows of C: in place, or transposed into buf.
+  const T* rows(const T* x, index_t s, index_t t0, index_t n, T* buf) const {
+    if (cl) return x + (s * L + t0) * C;
+    const T* src = x + s * C * L + t0;
+    for (index_t c = 0; c < C; ++c)
+      for (index_t j = 0; j < n; ++j) buf[j * C + c] = src[c * L + j];
+    return buf;
+  }
+};
+
+// Scores s[q][j] = <Q_q, X_j> of a tile (unscaled), the padding of each row -inf
+// once multiplied (k = beta of either sign: padding is set after the scale).
+template <class T>
+inline void scores(const Plan<T>& pl, const T* qs, const T* xt, index_t n, T* s) {
+  for (index_t q = 0; q < pl.Q; ++q)
+    for (index_t j = 0; j < n; ++j) s[q * pl.row + j] = dot(qs + q * pl.C, xt + j * pl.C, pl.C);
+}
+
+// The online softmax over all positions of sample n: o[q] = sum e_j X_j relative to the
+// running maximum m[q], l[q] = sum e_j.
+template <class T>
+void attend(const Plan<T>& pl, const T* x, index_t n, const T* qs, T beta, T* xbuf, T* s, T* e, T* m, T* l, T* o) {
+  const index_t C = pl.C, Q = pl.Q;
+  for (index_t q = 0; q < Q; ++q) {
+    m[q] = -T(__builtin_inf());
+    l[q] = T(0);
+  }
+  std::memset(static_cast<void*>(o), 0, sizeof(T) * std::size_t(Q * C));
+  for (index_t t0 = 0; t0 < pl.L; t0 += pl.tile) {
+    const index_t nt = imin(pl.tile, pl.L - t0);
+    const T* xt = pl.rows(x, n, t0, nt, xbuf);
+    scores(pl, qs, xt, nt, s);
+    for (index_t q = 0; q < Q; ++q) {
+      T* sq = s + q * pl.row;
+      T mt = m[q];
+      for (index_t j = 0; j < nt; ++j) {
+        sq[j] *= beta;
+        if (sq[j] > mt || sq[j] != sq[j]) mt = sq[j];  // NaN propagates
+      }
+      for (index_t j = nt; j < pl.row; ++j) sq[j] = -T(__builtin_inf());
+      // rescale what came before to the new maximum (nothing yet: factor 1, not NaN)
+      const T f = m[q] == mt ? T(1) : exp1(m[q] - mt);
+      T* eq = e + q * pl.row;
+      exp_row(sq, T(1), mt, eq, pl.row);
+      T sum = l[q] * f;
+      for (index_t j = 0; j < nt; ++j) sum += eq[j];
+      l[q] = sum;
+      m[q] = mt;
+      T* oq = o + q * C;
+      if (f != T(1)) scale(oq, f, C);
+      for (index_t j = 0; j < nt; ++j) axpy(oq, eq[j], xt + j * C, C);
+    }
+  }
+}
+
+template <class T>
+void forward(const T* x, const T* qs, T beta, T* y, const HopfieldProblem& hp, int threads) {
+  const Plan<T> pl(hp);
+  int ok = 1;
+  parallel_for(hp.batch, threads, hp.batch * pl.L * pl.C * pl.Q, [&](index_t n0, index_t n1) {
+    Scratch mem(pl.bytes());
+    if (!mem.ok()) return report_failure(ok);
+    T* xbuf = mem.take<T>(pl.cl ? 0 : pl.tile * pl.C);
+    T* s = mem.take<T>(pl.Q * pl.row);
+    T* e = mem.take<T>(pl.Q * pl.row);
+    T* m = mem.take<T>(pl.Q);
+    T* l = mem.take<T>(pl.Q);
+    for (index_t n = n0; n < n1; ++n) {
+      T* yn = y + n * pl.Q * pl.C;
+      attend(pl, x, n, qs, beta, xbuf, s, e, m, l, yn);
+      for (index_t q = 0; q < pl.Q; ++q) scale(yn + q * pl.C, T(1) / l[q], pl.C);
+    }
+  });
+  if (!ok) throw std::bad_alloc();
+}
+
+// Per sample n: gx[n], gq_part[n] = beta sum_j dS X_j (Q x C) and gb_part[n] = sum dS <Q, X>,
+// with A = softmax, dA = G X^T, dS = A (dA - D), D_q = <G_q, y_q>; the caller sums the
+// parts over the batch in order.
+template <class T>
+void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T* gb_part, const HopfieldProblem& hp,
+              int threads) {
+  const Plan<T> pl(hp);
+  const index_t C = pl.C, Q = pl.Q, L = pl.L;
+  int ok = 1;
+  parallel_for(hp.batch, threads, 3 * hp.batch * L * C * Q, [&](index_t n0, index_t n1) {
+    Scratch mem(pl.bytes() + Scratch::bytes<T>(Q * C) + Scratch::bytes<T>(pl.cl ? 0 : pl.tile * C));
+    if (!mem.ok()) return report_failure(ok);
+    T* xbuf = mem.take<T>(pl.cl ? 0 : pl.tile * C);
+    T* gbuf = mem.take<T>(pl.cl ? 0 : pl.tile * C);
+    T* s = mem.take<T>(Q * pl.row);
+    T* e = mem.take<T>(Q * pl.row);
+    T* da = mem.take<T>(Q * pl.row);
+    T* ds = mem.take<T>(Q * pl.row);
+    T* m = mem.take<T>(Q);
+    T* l = mem.take<T>(Q);
+    T* lse = mem.take<T>(Q);
+    T* dd = mem.take<T>(Q);
+    T* o = mem.take<T>(Q * C);
+    for (index_t n = n0; n < n1; ++n) {
+      const T* gn = g + n * Q * C;
+      T* gq = gq_part + n * Q * C;
+      attend(pl, x, n, qs, beta, xbuf, s, e, m, l, o);
+      for (index_t q = 0; q < Q; ++q) {
+        scale(o + q * C, T(1) / l[q], C);
+        lse[q] = m[q] + log1(l[q]);
+        dd[q] = dot(gn + q * C, o + q * C, C);
+      }
+      std::memset(static_cast<void*>(gq), 0, sizeof(T) * std::size_t(Q * C));
+      T gb = T(0);
+      for (index_t t0 = 0; t0 < L; t0 += pl.tile) {
+        const index_t nt = imin(pl.tile, L - t0);
+        const T* xt = pl.rows(x, n, t0, nt, xbuf);
+        scores(pl, qs, xt, nt, s);
+        for (index_t q = 0; q < Q; ++q) {
+          T *sq = s + q * pl.row, *eq = e + q * pl.row, *dq = da + q * pl.row, *dsq = ds + q * pl.row;
+          for (index_t j = nt; j < pl.row; ++j) sq[j] = T(0);
+          exp_row(sq, beta, lse[q], eq, pl.row);  // A = exp(beta s - lse)
+          for (index_t j = 0; j < nt; ++j) {
+            dq[j] = dot(gn + q * C, xt + j * C, C);
+            dsq[j] = eq[j] * (dq[j] - dd[q]);
+            gb += dsq[j] * sq[j];
+          }
+        }
+        // grad rows of the tile: sum_q A g_q + beta dS Q_q; in place for channels_last
+        T* gt = pl.cl ? gx + (n * L + t0) * C : gbuf;
+        std::memset(static_cast<void*>(gt), 0, sizeof(T) * std::size_t(nt * C));
+        for (index_t j = 0; j < nt; ++j)
+          for (index_t q = 0; q < Q; ++q) {
+            axpy(gt + j * C, e[q * pl.row + j], gn + q * C, C);
+            axpy(gt + j * C, beta * ds[q * pl.row + j], qs + q * C, C);
+          }
+        for (index_t q = 0; q < Q; ++q)
+          for (index_t j = 0; j < nt; ++j) axpy(gq + q * C, beta * ds[q * pl.row + j], xt + j * C, C);
+        if (!pl.cl) {
+          T* dst = gx + n * C * L + t0;
+          for (index_t c = 0; c < C; ++c)
+            for (index_t j = 0; j < nt; ++j) dst[c * L + j] = gt[j * C + c];
+        }
+      }
+      gb_part[n] = gb;
+    }
+  });
+  if (!ok) throw std::bad_alloc();
+}
+
+}  // namespace hopfield
