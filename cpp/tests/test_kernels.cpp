@@ -2,6 +2,7 @@
 // both layouts, both dtypes, forward and backward (windowed max / avg pooling and
 // the line maxima of corner and center pooling). Runs on its own (no Python), so
 // the NEON path can be checked under qemu-aarch64.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -286,6 +287,104 @@ void check_fractional_isa(Isa isa, std::mt19937_64& rng, int case_id) {
   }
 }
 
+// Hopfield pooling: the scalar path against a long-double plain loop (the softmax
+// and the three gradients), every path bitwise equal to scalar at 1-3 threads.
+template <class T>
+void check_hopfield_isa(Isa isa, std::mt19937_64& rng, int case_id) {
+  auto pick = [&](int lo, int hi) { return int(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+  std::normal_distribution<double> nd;
+  HopfieldProblem hp;
+  hp.batch = pick(1, 3);
+  hp.channels = pick(1, 40);
+  hp.positions = case_id % 7 == 0 ? pick(300, 2500) : pick(1, 60);  // several tiles, or one
+  hp.queries = pick(1, 5);
+  hp.channels_last = pick(0, 1) == 1;
+  const index_t N = hp.batch, C = hp.channels, L = hp.positions, Q = hp.queries;
+  const T beta = case_id % 5 == 0 ? T(-3) : T(pick(0, 16)) / T(8);
+  std::vector<T> x(std::size_t(N * C * L)), q(std::size_t(Q * C)), g(std::size_t(N * Q * C));
+  for (auto& v : x) v = T(nd(rng));
+  for (auto& v : q) v = T(nd(rng));
+  for (auto& v : g) v = T(nd(rng));
+  auto xv = [&](index_t n, index_t j, index_t c) {
+    return x[std::size_t(hp.channels_last ? (n * L + j) * C + c : (n * C + c) * L + j)];
+  };
+  const PoolKernels<T>& ref = kernels_of<T>(kernel_table(Isa::scalar));
+  const PoolKernels<T>& k = kernels_of<T>(kernel_table(isa));
+  const std::size_t nq = std::size_t(N) * q.size(), nb = std::size_t(N);  // the kernel's per-sample parts
+  std::vector<T> y0(g.size()), gx0(x.size()), gq0(nq), gb0(nb);
+  ref.hopfield_forward(x.data(), q.data(), beta, y0.data(), hp, 1);
+  ref.hopfield_backward(x.data(), q.data(), beta, g.data(), gx0.data(), gq0.data(), gb0.data(), hp, 1);
+  const int th = 1 + case_id % 3;
+  std::vector<T> y1(g.size()), gx1(x.size()), gq1(nq), gb1(nb);
+  k.hopfield_forward(x.data(), q.data(), beta, y1.data(), hp, th);
+  k.hopfield_backward(x.data(), q.data(), beta, g.data(), gx1.data(), gq1.data(), gb1.data(), hp, th);
+  if (!same_bits(y0, y1) || !same_bits(gx0, gx1) || !same_bits(gq0, gq1) || !same_bits(gb0, gb1)) {
+    ++failures;
+    std::printf("FAIL %s %s hopfield case %d differs from scalar\n", isa_name(isa), sizeof(T) == 4 ? "f32" : "f64",
+                case_id);
+  }
+  if (isa != Isa::scalar) return;
+  // the plain loop, in long double
+  using LD = long double;
+  const LD tol = sizeof(T) == 4 ? LD(2e-4) : LD(1e-9);
+  std::vector<LD> gq(q.size(), 0);
+  LD gb = 0;
+  bool ok = true;
+  for (index_t n = 0; n < N && ok; ++n) {
+    std::vector<LD> a(std::size_t(Q * L)), s(std::size_t(Q * L)), gxn(std::size_t(L * C), 0);
+    for (index_t i = 0; i < Q; ++i) {
+      LD m = -INFINITY, sum = 0;
+      for (index_t j = 0; j < L; ++j) {
+        LD d = 0;
+        for (index_t c = 0; c < C; ++c) d += LD(q[std::size_t(i * C + c)]) * LD(xv(n, j, c));
+        s[std::size_t(i * L + j)] = d;
+        m = std::max(m, LD(beta) * d);
+      }
+      for (index_t j = 0; j < L; ++j) sum += a[std::size_t(i * L + j)] = std::exp(LD(beta) * s[std::size_t(i * L + j)] - m);
+      LD dd = 0;
+      for (index_t c = 0; c < C; ++c) {
+        LD y = 0;
+        for (index_t j = 0; j < L; ++j) y += a[std::size_t(i * L + j)] / sum * LD(xv(n, j, c));
+        const LD got = LD(y0[std::size_t((n * Q + i) * C + c)]);
+        if (std::fabs(got - y) > tol * (1 + std::fabs(y))) ok = false;
+        dd += LD(g[std::size_t((n * Q + i) * C + c)]) * y;
+      }
+      for (index_t j = 0; j < L; ++j) {
+        LD& aj = a[std::size_t(i * L + j)];
+        aj /= sum;
+        LD da = 0;
+        for (index_t c = 0; c < C; ++c) da += LD(g[std::size_t((n * Q + i) * C + c)]) * LD(xv(n, j, c));
+        const LD ds = aj * (da - dd);
+        gb += ds * s[std::size_t(i * L + j)];
+        for (index_t c = 0; c < C; ++c) {
+          gxn[std::size_t(j * C + c)] += aj * LD(g[std::size_t((n * Q + i) * C + c)]) + LD(beta) * ds * LD(q[std::size_t(i * C + c)]);
+          gq[std::size_t(i * C + c)] += LD(beta) * ds * LD(xv(n, j, c));
+        }
+      }
+    }
+    for (index_t j = 0; j < L && ok; ++j)
+      for (index_t c = 0; c < C; ++c) {
+        const std::size_t at = std::size_t(hp.channels_last ? (n * L + j) * C + c : (n * C + c) * L + j);
+        if (std::fabs(LD(gx0[at]) - gxn[std::size_t(j * C + c)]) > tol * (1 + std::fabs(gxn[std::size_t(j * C + c)])) * 4)
+          ok = false;
+      }
+  }
+  for (std::size_t i = 0; ok && i < gq.size(); ++i) {
+    LD got = 0;
+    for (index_t n = 0; n < N; ++n) got += LD(gq0[std::size_t(n) * q.size() + i]);
+    if (std::fabs(got - gq[i]) > tol * (1 + std::fabs(gq[i])) * 4 * LD(N)) ok = false;
+  }
+  LD gbs = 0;
+  for (T v : gb0) gbs += LD(v);
+  if (ok && std::fabs(gbs - gb) > tol * (1 + std::fabs(gb)) * 8 * LD(N)) ok = false;
+  if (!ok) {
+    ++failures;
+    std::printf("FAIL scalar %s hopfield case %d (N %lld C %lld L %lld Q %lld beta %g) vs the plain loop\n",
+                sizeof(T) == 4 ? "f32" : "f64", case_id, (long long)N, (long long)C, (long long)L, (long long)Q,
+                double(beta));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -304,6 +403,8 @@ int main(int argc, char** argv) {
       check_unpool_isa<double>(isa, rng, c);
       check_fractional_isa<float>(isa, rng, c);
       check_fractional_isa<double>(isa, rng, c);
+      check_hopfield_isa<float>(isa, rng, c);
+      check_hopfield_isa<double>(isa, rng, c);
     }
     ++run;
   }
