@@ -85,6 +85,10 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
     # mask again from the seed) and the inference form.
     ("max_pool_dropout2d", (32, 64, 112, 112), dict(rate=0.3, kernel_size=3, stride=2, padding=1, seed=1)),
     ("max_pool_dropout2d", (32, 64, 112, 112), dict(rate=0.3, kernel_size=3, stride=2, padding=1, training=False)),
+    # Hopfield pooling (the HopfieldPooling layer) of ResNet-50's last map, 4 learnable
+    # queries, beta 1 / sqrt(C) (forward + backward row: the queries' gradient included).
+    ("hopfield_pool", (64, 2048, 7, 7), dict(queries=4)),
+    ("hopfield_pool", (8, 256, 28, 28), dict(queries=8)),
     # Graham's fractional max pooling, 2x2 windows, output ratio 1 / sqrt(2).
     ("fractional_max_pool2d", (32, 64, 112, 112), dict(kernel_size=2, output_size=(79, 79))),
     # SegNet's decoder: max unpooling of a 2x2/2 max pool's output by its indices (the
@@ -95,7 +99,7 @@ CASES: List[Tuple[str, Tuple[int, ...], Dict[str, Any]]] = [
 QUICK_CASES = (0, 3, 5, 11, 12)
 LAYOUTS = ("channels_first", "channels_last")
 PEER_OPS = ("max_pool", "avg_pool", "global_max_pool", "global_avg_pool")  # what ORT / JAX are timed on
-FWD_BWD_OPS = ("gem_pool", "spatial_pyramid_pool", "mixed_pool")  # with a forward + backward row
+FWD_BWD_OPS = ("gem_pool", "spatial_pyramid_pool", "mixed_pool", "hopfield_pool")  # with a forward + backward row
 
 
 def log(msg: str) -> None:
@@ -432,7 +436,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(table(records, peer_cols))
     print(f"\n'p x' = p's time / fastpool's time (> 1: fastpool faster); roof = fastpool GB/s / copy GB/s; "
           f"torch bwd times .backward() only; NumPy ratios of the 2-thread rows use its 1-thread time;\n"
-          f"f+b = fwd + bwd (sum of medians); torch GeM / SPP / corner / center / soft / mixed / stochastic pooling / max-pooling dropout are composed of torch ops.\n"
+          f"f+b = fwd + bwd (sum of medians); torch GeM / SPP / corner / center / soft / mixed / stochastic pooling / max-pooling dropout / Hopfield pooling are composed of torch ops.\n"
           f"total {time.perf_counter() - t_start:.1f} s")
     other_load = load.report()
     if other_load:

@@ -1,5 +1,6 @@
 """Bin reductions, forward and backward: global, adaptive, GeM and spatial pyramid
-pooling at the shapes of CNN heads (the matrix of ``asv_bench/compare.py``).
+pooling at the shapes of CNN heads (the matrix of ``asv_bench/compare.py``), and Hopfield
+pooling there.
 
 Parameters and methods as :mod:`bench_pooling` (layout, dtype, shape family,
 threads; ``time_forward`` / ``time_backward``, ``peakmem_forward`` less
@@ -66,3 +67,20 @@ class SpatialPyramidPool(_Reduction):
     families = {"alexnet_124": (ALEXNET_CONV5, dict(levels=(1, 2, 4))),
                 "resnet50_head_124": (RESNET50_HEAD, dict(levels=(1, 2, 4)))}
     params = _params(families)
+
+
+class HopfieldPool(_Reduction):
+    """Hopfield pooling (HopfieldPooling): 4 query patterns, beta 1 / sqrt(C); the backward
+    also gives the gradients of the queries and of beta."""
+
+    op = "hopfield_pool"
+    families = {"resnet50_head_q4": (RESNET50_HEAD, dict(queries=4)),
+                "alexnet_q4": (ALEXNET_CONV5, dict(queries=4))}
+    params = _params(families)
+
+    def setup(self, layout, dtype, family, threads):
+        shape, kw = self.families[family]
+        self.families = dict(self.families)
+        q = random_array((kw["queries"], shape[1]), dtype, seed=2)
+        self.families[family] = (shape, dict(queries=q, beta=shape[1] ** -0.5))
+        super().setup(layout, dtype, family, threads)

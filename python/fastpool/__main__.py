@@ -67,6 +67,9 @@ CASES: List[Tuple[str, str, str, Tuple[int, ...], Dict[str, Any]]] = [
      dict(rate=0.3, seed=1, **win(3, 2, 1))),
     ("resnet50", "maxpool dropout 3x3/2 p1 (inference)", "max_pool_dropout2d", (8, 64, 112, 112),
      dict(rate=0.3, training=False, **win(3, 2, 1))),
+    # Hopfield pooling (Ramsauer et al.'s HopfieldPooling) of ResNet-50's last map: 4
+    # learnable queries, beta 1 / sqrt(C).
+    ("resnet50", "Hopfield pool, 4 queries", "hopfield_pool", (32, 2048, 7, 7), dict(queries=4)),
     # Graham's fractional max pooling: 2x2 windows, output ratio 1 / sqrt(2).
     ("fmp", "fractional maxpool 2x2 -> 79x79", "fractional_max_pool2d", (8, 64, 112, 112),
      dict(kernel_size=(2, 2), output_size=(79, 79))),
@@ -228,7 +231,9 @@ def main(argv: Optional[List[str]] = None) -> int:
           "softpool: avg_pool(x * exp(x)) / avg_pool(exp(x)); mixed pool: alpha * max_pool2d + (1 - alpha) *\n"
           "avg_pool2d with a learnable alpha (its backward, as fastpool's, also gives grad_alpha); stochastic pool:\n"
           "unfold, cumsum against torch.rand * sum, gather (inference: sum x^2 / sum x over the unfolded windows);\n"
-          "maxpool dropout: max_pool2d(x * (torch.rand >= rate)) (inference: unfold, sort, weights p q^(n-i), sum).")
+          "maxpool dropout: max_pool2d(x * (torch.rand >= rate)) (inference: unfold, sort, weights p q^(n-i), sum);\n"
+          "Hopfield pool: softmax(beta * einsum(Q, X)) then einsum with X, learnable queries (its backward, as\n"
+          "fastpool's, also gives grad_queries).")
     print("VGG-16's 224x224 and 112x112 layers use batch 8, every other layer batch 32.")
     print("vs X = X's time / fastpool's time (> 1: fastpool is faster).\n")
     print(fmt(headers))

@@ -94,10 +94,15 @@ def operator_inputs(op: str, x: np.ndarray, layout: str, kw: Dict[str, Any]) -> 
     """The input and keyword arguments an operator is timed on, made from data ``x``
     shaped as the case says: max unpooling takes ``x`` max-pooled by its own window
     (and the indices, in ``kw``), as a decoder does; stochastic pooling and max-pooling
-    dropout take a ReLU's output ``max(x, 0)`` (half zeros); fractional max pooling gets fixed samples (in
+    dropout take a ReLU's output ``max(x, 0)`` (half zeros); Hopfield pooling gets
+    ``kw["queries"]`` random query patterns and beta 1 / sqrt(C); fractional max pooling gets fixed samples (in
     ``kw``); other operators take ``x``."""
     if base_name(op) in ("stochastic_pool", "max_pool_dropout"):
         return np.maximum(x, 0, out=x), kw
+    if base_name(op) == "hopfield_pool":  # kw["queries"]: how many; beta: attention's 1 / sqrt(C) unless given
+        c = x.shape[-1] if layout == "channels_last" else x.shape[1]
+        q = np.random.default_rng(0).standard_normal((kw["queries"], c)).astype(x.dtype)
+        return x, dict(kw, queries=q, beta=kw.get("beta", 1 / np.sqrt(c)))
     if base_name(op) == "fractional_max_pool":  # the samples torch would draw, fixed
         n, c = (x.shape[0], x.shape[-1]) if layout == "channels_last" else x.shape[:2]
         u = np.random.default_rng(0).random((n, c, x.ndim - 2), dtype=x.dtype)
@@ -128,7 +133,8 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
     pooling is alpha * max_pool + (1 - alpha) * avg_pool with alpha requiring grad;
     stochastic pooling unfolds the windows and gathers the tap whose running sum passes
     u * sum (2D only); max-pooling dropout is max pooling of ``x * (rand >= rate)``
-    (training) or unfold, sort and the weights p q^(n-i) (inference, 2D only); SPP is
+    (training) or unfold, sort and the weights p q^(n-i) (inference, 2D only); Hopfield
+    pooling is ``softmax(beta Q X^T) X`` by einsum with learnable queries; SPP is
     adaptive pooling to each level, flattened and concatenated; corner pooling is
     flip, cummax, flip per direction (summed for a corner) and center pooling the
     sum of the column and row maxima (``amax``)."""
@@ -177,6 +183,15 @@ def torch_forward(torch: Any, op: str, kw: Dict[str, Any], rank: int) -> Tuple[C
             pick = (cols.cumsum(2) <= u).sum(2, keepdim=True).clamp_max(k[0] * k[1] - 1)
             return cols.gather(2, pick).view(n, c, oh, ow)
         return stochastic, []
+    if name == "hopfield_pool":  # softmax(beta Q X^T) X per sample, queries learnable
+        qp = kw["queries"].clone().requires_grad_(True)
+        beta = kw["beta"]
+
+        def hopfield(t: Any) -> Any:
+            xs = t.flatten(2)  # (N, C, L)
+            a = torch.softmax(beta * torch.einsum("qc,ncl->nql", qp, xs), -1)
+            return torch.einsum("nql,ncl->nqc", a, xs)
+        return hopfield, [qp]
     if name == "max_pool_dropout":
         rate, training = kw["rate"], kw.get("training", True)
         geo = {k: kw[k] for k in ("kernel_size", "stride", "padding") if k in kw}

@@ -829,3 +829,36 @@ def fractional_max_pool_backward(grad_output, x, kernel_size, output_size=None, 
 
 
 __all__ += ["fractional_max_pool", "fractional_max_pool_backward"]
+
+
+# --- Hopfield pooling -------------------------------------------------------------------
+
+
+def _hopfield_parts(x, queries, beta, layout):
+    n = x.shape[0]
+    X = x.reshape(n, -1, x.shape[-1]) if layout == "channels_last" else x.reshape(n, x.shape[1], -1).transpose(0, 2, 1)
+    s = np.einsum("qc,nlc->nql", queries, X)
+    a = np.exp(beta * s - (beta * s).max(axis=-1, keepdims=True))
+    a /= a.sum(axis=-1, keepdims=True)
+    return X, s, a
+
+
+def hopfield_pool(x, queries, beta=1.0, layout="channels_first"):
+    """Hopfield pooling; see :func:`fastpool.hopfield_pool` (softmax, matmul)."""
+    X, _, a = _hopfield_parts(x, queries, beta, layout)
+    return np.matmul(a, X).astype(x.dtype)
+
+
+def hopfield_pool_backward(grad_output, x, queries, beta=1.0, layout="channels_first"):
+    """Gradients of :func:`hopfield_pool`: (grad_x, grad_queries, grad_beta)."""
+    X, s, a = _hopfield_parts(x, queries, beta, layout)
+    da = np.matmul(grad_output, X.transpose(0, 2, 1))
+    ds = a * (da - (a * da).sum(axis=-1, keepdims=True))
+    gX = np.matmul(a.transpose(0, 2, 1), grad_output) + beta * np.matmul(ds.transpose(0, 2, 1), queries)
+    gq = beta * np.einsum("nql,nlc->qc", ds, X)
+    gb = np.asarray((ds * s).sum(), dtype=x.dtype)
+    gx = gX.reshape(x.shape) if layout == "channels_last" else gX.transpose(0, 2, 1).reshape(x.shape)
+    return gx.astype(x.dtype), gq.astype(x.dtype), gb
+
+
+__all__ += ["hopfield_pool", "hopfield_pool_backward"]

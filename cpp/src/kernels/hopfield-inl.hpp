@@ -5,8 +5,7 @@
 //
 // Dot products over C accumulate in 16 partial sums (lane k takes elements k mod 16)
 // combined by a fixed tree, whatever the vector width: every path gives the same bits.
-// channels_first tiles are transposed into (tile x C) rows first, so both layouts run
-// the same loops. Work units are samples.
+// Tiles are read in place in either layout. Work units are samples.
 // Included inside an ISA namespace after common-inl.hpp and math-inl.hpp.
 
 namespace hopfield {
@@ -72,43 +71,74 @@ inline void exp_row(const T* s, T k, T m, T* e, index_t n) {
   for (index_t j = 0; j < n; j += V::N) V::store(e + j, vexp(V::sub(V::mul(V::load(s + j), kv), mv)));
 }
 
-// The tile sizes and per-thread scratch of one call.
+// The tile sizes and per-thread scratch of one call, and the four products of a tile
+// of positions [t0, t0 + nt) in either layout, read in place: channels_last rows X_j
+// (C apart) take dot products over C; channels_first rows X[c] (L apart) accumulate
+// over C with element-wise updates along the positions.
 template <class T>
 struct Plan {
   index_t C, L, Q, tile, row;  // row: a tile's scores, padded to whole vectors
   bool cl;
   explicit Plan(const HopfieldProblem& hp)
       : C(hp.channels), L(hp.positions), Q(hp.queries), cl(hp.channels_last) {
-    tile = imax(16, imin(L, index_t(kTileBytes / (sizeof(T) * std::size_t(C)))));
-    tile = imin(tile, L);
+    tile = imin(L, imax(16, index_t(kTileBytes / (sizeof(T) * std::size_t(C)))));
     row = (tile + Vec<T>::N - 1) / Vec<T>::N * Vec<T>::N;
   }
-  std::size_t bytes() const {
-    return Scratch::bytes<T>(cl ? 0 : tile * C) * 2 + Scratch::bytes<T>(Q * row) * 4 + Scratch::bytes<T>(Q * C) +
-           Scratch::bytes<T>(Q) * 4 + 256;
+  std::size_t bytes() const { return Scratch::bytes<T>(Q * row) * 4 + Scratch::bytes<T>(Q * C) + Scratch::bytes<T>(Q) * 4 + 256; }
+  const T* sample(const T* x, index_t n) const { return x + n * C * L; }
+  // r[q][j] = <a_q, X_j> for the Q rows a (C apart) of a: scores (a = queries) or dA (a = G).
+  void project(const T* xs, index_t t0, index_t nt, const T* a, T* r) const {
+    for (index_t q = 0; q < Q; ++q) {
+      T* rq = r + q * row;
+      const T* aq = a + q * C;
+      if (cl) {
+        for (index_t j = 0; j < nt; ++j) rq[j] = dot(aq, xs + (t0 + j) * C, C);
+      } else {
+        std::memset(static_cast<void*>(rq), 0, sizeof(T) * std::size_t(nt));
+        for (index_t c = 0; c < C; ++c) axpy(rq, aq[c], xs + c * L + t0, nt);
+      }
+    }
   }
-  // Positions [t0, t0 + n) of sample s as rows of C: in place, or transposed into buf.
-  const T* rows(const T* x, index_t s, index_t t0, index_t n, T* buf) const {
-    if (cl) return x + (s * L + t0) * C;
-    const T* src = x + s * C * L + t0;
-    for (index_t c = 0; c < C; ++c)
-      for (index_t j = 0; j < n; ++j) buf[j * C + c] = src[c * L + j];
-    return buf;
+  // o_q += sum_j w[q][j] X_j (o: Q rows of C).
+  void gather(const T* xs, index_t t0, index_t nt, const T* w, T* o) const {
+    for (index_t q = 0; q < Q; ++q) {
+      const T* wq = w + q * row;
+      T* oq = o + q * C;
+      if (cl) {
+        for (index_t j = 0; j < nt; ++j) axpy(oq, wq[j], xs + (t0 + j) * C, C);
+      } else {
+        for (index_t c = 0; c < C; ++c) oq[c] += dot(wq, xs + c * L + t0, nt);
+      }
+    }
+  }
+  // The tile's rows of grad_x: sum_q a[q][j] u_q + b[q][j] v_q (u, v: Q rows of C).
+  void spread(T* gs, index_t t0, index_t nt, const T* a, const T* u, const T* b, const T* v) const {
+    if (cl) {
+      for (index_t j = 0; j < nt; ++j) {
+        T* gj = gs + (t0 + j) * C;
+        std::memset(static_cast<void*>(gj), 0, sizeof(T) * std::size_t(C));
+        for (index_t q = 0; q < Q; ++q) {
+          axpy(gj, a[q * row + j], u + q * C, C);
+          axpy(gj, b[q * row + j], v + q * C, C);
+        }
+      }
+      return;
+    }
+    for (index_t c = 0; c < C; ++c) {
+      T* gc = gs + c * L + t0;
+      std::memset(static_cast<void*>(gc), 0, sizeof(T) * std::size_t(nt));
+      for (index_t q = 0; q < Q; ++q) {
+        axpy(gc, u[q * C + c], a + q * row, nt);
+        axpy(gc, v[q * C + c], b + q * row, nt);
+      }
+    }
   }
 };
-
-// Scores s[q][j] = <Q_q, X_j> of a tile (unscaled), the padding of each row -inf
-// once multiplied (k = beta of either sign: padding is set after the scale).
-template <class T>
-inline void scores(const Plan<T>& pl, const T* qs, const T* xt, index_t n, T* s) {
-  for (index_t q = 0; q < pl.Q; ++q)
-    for (index_t j = 0; j < n; ++j) s[q * pl.row + j] = dot(qs + q * pl.C, xt + j * pl.C, pl.C);
-}
 
 // The online softmax over all positions of sample n: o[q] = sum e_j X_j relative to the
 // running maximum m[q], l[q] = sum e_j.
 template <class T>
-void attend(const Plan<T>& pl, const T* x, index_t n, const T* qs, T beta, T* xbuf, T* s, T* e, T* m, T* l, T* o) {
+void attend(const Plan<T>& pl, const T* xs, const T* qs, T beta, T* s, T* e, T* m, T* l, T* o) {
   const index_t C = pl.C, Q = pl.Q;
   for (index_t q = 0; q < Q; ++q) {
     m[q] = -T(__builtin_inf());
@@ -117,8 +147,7 @@ void attend(const Plan<T>& pl, const T* x, index_t n, const T* qs, T beta, T* xb
   std::memset(static_cast<void*>(o), 0, sizeof(T) * std::size_t(Q * C));
   for (index_t t0 = 0; t0 < pl.L; t0 += pl.tile) {
     const index_t nt = imin(pl.tile, pl.L - t0);
-    const T* xt = pl.rows(x, n, t0, nt, xbuf);
-    scores(pl, qs, xt, nt, s);
+    pl.project(xs, t0, nt, qs, s);
     for (index_t q = 0; q < Q; ++q) {
       T* sq = s + q * pl.row;
       T mt = m[q];
@@ -135,10 +164,9 @@ void attend(const Plan<T>& pl, const T* x, index_t n, const T* qs, T beta, T* xb
       for (index_t j = 0; j < nt; ++j) sum += eq[j];
       l[q] = sum;
       m[q] = mt;
-      T* oq = o + q * C;
-      if (f != T(1)) scale(oq, f, C);
-      for (index_t j = 0; j < nt; ++j) axpy(oq, eq[j], xt + j * C, C);
+      if (f != T(1)) scale(o + q * C, f, C);
     }
+    pl.gather(xs, t0, nt, e, o);
   }
 }
 
@@ -149,14 +177,13 @@ void forward(const T* x, const T* qs, T beta, T* y, const HopfieldProblem& hp, i
   parallel_for(hp.batch, threads, hp.batch * pl.L * pl.C * pl.Q, [&](index_t n0, index_t n1) {
     Scratch mem(pl.bytes());
     if (!mem.ok()) return report_failure(ok);
-    T* xbuf = mem.take<T>(pl.cl ? 0 : pl.tile * pl.C);
     T* s = mem.take<T>(pl.Q * pl.row);
     T* e = mem.take<T>(pl.Q * pl.row);
     T* m = mem.take<T>(pl.Q);
     T* l = mem.take<T>(pl.Q);
     for (index_t n = n0; n < n1; ++n) {
       T* yn = y + n * pl.Q * pl.C;
-      attend(pl, x, n, qs, beta, xbuf, s, e, m, l, yn);
+      attend(pl, pl.sample(x, n), qs, beta, s, e, m, l, yn);
       for (index_t q = 0; q < pl.Q; ++q) scale(yn + q * pl.C, T(1) / l[q], pl.C);
     }
   });
@@ -173,23 +200,23 @@ void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T*
   const index_t C = pl.C, Q = pl.Q, L = pl.L;
   int ok = 1;
   parallel_for(hp.batch, threads, 3 * hp.batch * L * C * Q, [&](index_t n0, index_t n1) {
-    Scratch mem(pl.bytes() + Scratch::bytes<T>(Q * C) + Scratch::bytes<T>(pl.cl ? 0 : pl.tile * C));
+    Scratch mem(pl.bytes() + Scratch::bytes<T>(Q * pl.row));
     if (!mem.ok()) return report_failure(ok);
-    T* xbuf = mem.take<T>(pl.cl ? 0 : pl.tile * C);
-    T* gbuf = mem.take<T>(pl.cl ? 0 : pl.tile * C);
     T* s = mem.take<T>(Q * pl.row);
     T* e = mem.take<T>(Q * pl.row);
     T* da = mem.take<T>(Q * pl.row);
     T* ds = mem.take<T>(Q * pl.row);
+    T* bds = mem.take<T>(Q * pl.row);
     T* m = mem.take<T>(Q);
     T* l = mem.take<T>(Q);
     T* lse = mem.take<T>(Q);
     T* dd = mem.take<T>(Q);
     T* o = mem.take<T>(Q * C);
     for (index_t n = n0; n < n1; ++n) {
+      const T* xs = pl.sample(x, n);
       const T* gn = g + n * Q * C;
       T* gq = gq_part + n * Q * C;
-      attend(pl, x, n, qs, beta, xbuf, s, e, m, l, o);
+      attend(pl, xs, qs, beta, s, e, m, l, o);
       for (index_t q = 0; q < Q; ++q) {
         scale(o + q * C, T(1) / l[q], C);
         lse[q] = m[q] + log1(l[q]);
@@ -199,33 +226,21 @@ void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T*
       T gb = T(0);
       for (index_t t0 = 0; t0 < L; t0 += pl.tile) {
         const index_t nt = imin(pl.tile, L - t0);
-        const T* xt = pl.rows(x, n, t0, nt, xbuf);
-        scores(pl, qs, xt, nt, s);
+        pl.project(xs, t0, nt, qs, s);
+        pl.project(xs, t0, nt, gn, da);
         for (index_t q = 0; q < Q; ++q) {
-          T *sq = s + q * pl.row, *eq = e + q * pl.row, *dq = da + q * pl.row, *dsq = ds + q * pl.row;
+          T *sq = s + q * pl.row, *eq = e + q * pl.row, *dq = da + q * pl.row;
           for (index_t j = nt; j < pl.row; ++j) sq[j] = T(0);
           exp_row(sq, beta, lse[q], eq, pl.row);  // A = exp(beta s - lse)
           for (index_t j = 0; j < nt; ++j) {
-            dq[j] = dot(gn + q * C, xt + j * C, C);
-            dsq[j] = eq[j] * (dq[j] - dd[q]);
-            gb += dsq[j] * sq[j];
+            const T d = eq[j] * (dq[j] - dd[q]);
+            ds[q * pl.row + j] = d;
+            bds[q * pl.row + j] = beta * d;
+            gb += d * sq[j];
           }
         }
-        // grad rows of the tile: sum_q A g_q + beta dS Q_q; in place for channels_last
-        T* gt = pl.cl ? gx + (n * L + t0) * C : gbuf;
-        std::memset(static_cast<void*>(gt), 0, sizeof(T) * std::size_t(nt * C));
-        for (index_t j = 0; j < nt; ++j)
-          for (index_t q = 0; q < Q; ++q) {
-            axpy(gt + j * C, e[q * pl.row + j], gn + q * C, C);
-            axpy(gt + j * C, beta * ds[q * pl.row + j], qs + q * C, C);
-          }
-        for (index_t q = 0; q < Q; ++q)
-          for (index_t j = 0; j < nt; ++j) axpy(gq + q * C, beta * ds[q * pl.row + j], xt + j * C, C);
-        if (!pl.cl) {
-          T* dst = gx + n * C * L + t0;
-          for (index_t c = 0; c < C; ++c)
-            for (index_t j = 0; j < nt; ++j) dst[c * L + j] = gt[j * C + c];
-        }
+        pl.spread(gx + n * C * L, t0, nt, e, gn, bds, qs);  // A^T G + beta dS^T Q
+        pl.gather(xs, t0, nt, bds, gq);                    // beta dS X
       }
       gb_part[n] = gb;
     }
