@@ -5,7 +5,8 @@
 //
 // Dot products over C accumulate in 16 partial sums (lane k takes elements k mod 16)
 // combined by a fixed tree, whatever the vector width: every path gives the same bits.
-// Tiles are read in place in either layout. Work units are samples.
+// channels_first tiles are transposed into (tile x C) rows first (N x N vector
+// transposes), so both layouts run the same loops. Work units are samples.
 // Included inside an ISA namespace after common-inl.hpp and math-inl.hpp.
 
 namespace hopfield {
@@ -71,10 +72,21 @@ inline void exp_row(const T* s, T k, T m, T* e, index_t n) {
   for (index_t j = 0; j < n; j += V::N) V::store(e + j, vexp(V::sub(V::mul(V::load(s + j), kv), mv)));
 }
 
-// The tile sizes and per-thread scratch of one call, and the four products of a tile
-// of positions [t0, t0 + nt) in either layout, read in place: channels_last rows X_j
-// (C apart) take dot products over C; channels_first rows X[c] (L apart) accumulate
-// over C with element-wise updates along the positions.
+// (rows x cols) block of src (row stride ss) into dst transposed (row stride ds): N x N
+// vector transposes, the ragged edges element by element.
+template <class T>
+inline void transpose(const T* src, index_t ss, T* dst, index_t ds, index_t rows, index_t cols) {
+  using V = Vec<T>;
+  const index_t r_full = rows / V::N * V::N, c_full = cols / V::N * V::N;
+  for (index_t r = 0; r < r_full; r += V::N)
+    for (index_t c = 0; c < c_full; c += V::N) V::transpose_block(src + r * ss + c, ss, dst + c * ds + r, ds);
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t c = r < r_full ? c_full : 0; c < cols; ++c) dst[c * ds + r] = src[r * ss + c];
+}
+
+// The tile sizes and per-thread scratch of one call, and the three products of a tile
+// of positions, as rows X_j of C: channels_last tiles are read in place, channels_first
+// ones transposed into a buffer (and their grad_x rows transposed back).
 template <class T>
 struct Plan {
   index_t C, L, Q, tile, row;  // row: a tile's scores, padded to whole vectors
@@ -84,61 +96,46 @@ struct Plan {
     tile = imin(L, imax(16, index_t(kTileBytes / (sizeof(T) * std::size_t(C)))));
     row = (tile + Vec<T>::N - 1) / Vec<T>::N * Vec<T>::N;
   }
-  std::size_t bytes() const { return Scratch::bytes<T>(Q * row) * 4 + Scratch::bytes<T>(Q * C) + Scratch::bytes<T>(Q) * 4 + 256; }
-  const T* sample(const T* x, index_t n) const { return x + n * C * L; }
-  // r[q][j] = <a_q, X_j> for the Q rows a (C apart) of a: scores (a = queries) or dA (a = G).
-  void project(const T* xs, index_t t0, index_t nt, const T* a, T* r) const {
-    for (index_t q = 0; q < Q; ++q) {
-      T* rq = r + q * row;
-      const T* aq = a + q * C;
-      if (cl) {
-        for (index_t j = 0; j < nt; ++j) rq[j] = dot(aq, xs + (t0 + j) * C, C);
-      } else {
-        std::memset(static_cast<void*>(rq), 0, sizeof(T) * std::size_t(nt));
-        for (index_t c = 0; c < C; ++c) axpy(rq, aq[c], xs + c * L + t0, nt);
-      }
-    }
+  std::size_t bytes() const {
+    return Scratch::bytes<T>(cl ? 0 : tile * C) * 2 + Scratch::bytes<T>(Q * row) * 5 + Scratch::bytes<T>(Q * C) +
+           Scratch::bytes<T>(Q) * 4 + 256;
+  }
+  // Positions [t0, t0 + nt) of sample n as rows of C.
+  const T* rows(const T* x, index_t n, index_t t0, index_t nt, T* buf) const {
+    if (cl) return x + (n * L + t0) * C;
+    transpose(x + n * C * L + t0, L, buf, C, C, nt);
+    return buf;
+  }
+  // Where the tile's grad_x rows go: in place, or a buffer for put_rows.
+  T* grad_rows(T* gx, index_t n, index_t t0, T* buf) const { return cl ? gx + (n * L + t0) * C : buf; }
+  void put_rows(const T* buf, T* gx, index_t n, index_t t0, index_t nt) const {
+    if (!cl) transpose(buf, C, gx + n * C * L + t0, L, nt, C);
+  }
+  // r[q][j] = <a_q, X_j> for the Q rows a_q (C apart): scores (a = queries) or dA (a = G).
+  void project(const T* xt, index_t nt, const T* a, T* r) const {
+    for (index_t q = 0; q < Q; ++q)
+      for (index_t j = 0; j < nt; ++j) r[q * row + j] = dot(a + q * C, xt + j * C, C);
   }
   // o_q += sum_j w[q][j] X_j (o: Q rows of C).
-  void gather(const T* xs, index_t t0, index_t nt, const T* w, T* o) const {
-    for (index_t q = 0; q < Q; ++q) {
-      const T* wq = w + q * row;
-      T* oq = o + q * C;
-      if (cl) {
-        for (index_t j = 0; j < nt; ++j) axpy(oq, wq[j], xs + (t0 + j) * C, C);
-      } else {
-        for (index_t c = 0; c < C; ++c) oq[c] += dot(wq, xs + c * L + t0, nt);
-      }
-    }
+  void gather(const T* xt, index_t nt, const T* w, T* o) const {
+    for (index_t q = 0; q < Q; ++q)
+      for (index_t j = 0; j < nt; ++j) axpy(o + q * C, w[q * row + j], xt + j * C, C);
   }
-  // The tile's rows of grad_x: sum_q a[q][j] u_q + b[q][j] v_q (u, v: Q rows of C).
-  void spread(T* gs, index_t t0, index_t nt, const T* a, const T* u, const T* b, const T* v) const {
-    if (cl) {
-      for (index_t j = 0; j < nt; ++j) {
-        T* gj = gs + (t0 + j) * C;
-        std::memset(static_cast<void*>(gj), 0, sizeof(T) * std::size_t(C));
-        for (index_t q = 0; q < Q; ++q) {
-          axpy(gj, a[q * row + j], u + q * C, C);
-          axpy(gj, b[q * row + j], v + q * C, C);
-        }
-      }
-      return;
-    }
-    for (index_t c = 0; c < C; ++c) {
-      T* gc = gs + c * L + t0;
-      std::memset(static_cast<void*>(gc), 0, sizeof(T) * std::size_t(nt));
+  // grad rows gt[j] = sum_q a[q][j] u_q + b[q][j] v_q (u, v: Q rows of C).
+  void spread(T* gt, index_t nt, const T* a, const T* u, const T* b, const T* v) const {
+    std::memset(static_cast<void*>(gt), 0, sizeof(T) * std::size_t(nt * C));
+    for (index_t j = 0; j < nt; ++j)
       for (index_t q = 0; q < Q; ++q) {
-        axpy(gc, u[q * C + c], a + q * row, nt);
-        axpy(gc, v[q * C + c], b + q * row, nt);
+        axpy(gt + j * C, a[q * row + j], u + q * C, C);
+        axpy(gt + j * C, b[q * row + j], v + q * C, C);
       }
-    }
   }
 };
 
 // The online softmax over all positions of sample n: o[q] = sum e_j X_j relative to the
 // running maximum m[q], l[q] = sum e_j.
 template <class T>
-void attend(const Plan<T>& pl, const T* xs, const T* qs, T beta, T* s, T* e, T* m, T* l, T* o) {
+void attend(const Plan<T>& pl, const T* x, index_t n, const T* qs, T beta, T* xbuf, T* s, T* e, T* m, T* l, T* o) {
   const index_t C = pl.C, Q = pl.Q;
   for (index_t q = 0; q < Q; ++q) {
     m[q] = -T(__builtin_inf());
@@ -147,7 +144,8 @@ void attend(const Plan<T>& pl, const T* xs, const T* qs, T beta, T* s, T* e, T* 
   std::memset(static_cast<void*>(o), 0, sizeof(T) * std::size_t(Q * C));
   for (index_t t0 = 0; t0 < pl.L; t0 += pl.tile) {
     const index_t nt = imin(pl.tile, pl.L - t0);
-    pl.project(xs, t0, nt, qs, s);
+    const T* xt = pl.rows(x, n, t0, nt, xbuf);
+    pl.project(xt, nt, qs, s);
     for (index_t q = 0; q < Q; ++q) {
       T* sq = s + q * pl.row;
       T mt = m[q];
@@ -166,7 +164,7 @@ void attend(const Plan<T>& pl, const T* xs, const T* qs, T beta, T* s, T* e, T* 
       m[q] = mt;
       if (f != T(1)) scale(o + q * C, f, C);
     }
-    pl.gather(xs, t0, nt, e, o);
+    pl.gather(xt, nt, e, o);
   }
 }
 
@@ -177,13 +175,14 @@ void forward(const T* x, const T* qs, T beta, T* y, const HopfieldProblem& hp, i
   parallel_for(hp.batch, threads, hp.batch * pl.L * pl.C * pl.Q, [&](index_t n0, index_t n1) {
     Scratch mem(pl.bytes());
     if (!mem.ok()) return report_failure(ok);
+    T* xbuf = mem.take<T>(pl.cl ? 0 : pl.tile * pl.C);
     T* s = mem.take<T>(pl.Q * pl.row);
     T* e = mem.take<T>(pl.Q * pl.row);
     T* m = mem.take<T>(pl.Q);
     T* l = mem.take<T>(pl.Q);
     for (index_t n = n0; n < n1; ++n) {
       T* yn = y + n * pl.Q * pl.C;
-      attend(pl, pl.sample(x, n), qs, beta, s, e, m, l, yn);
+      attend(pl, x, n, qs, beta, xbuf, s, e, m, l, yn);
       for (index_t q = 0; q < pl.Q; ++q) scale(yn + q * pl.C, T(1) / l[q], pl.C);
     }
   });
@@ -200,8 +199,10 @@ void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T*
   const index_t C = pl.C, Q = pl.Q, L = pl.L;
   int ok = 1;
   parallel_for(hp.batch, threads, 3 * hp.batch * L * C * Q, [&](index_t n0, index_t n1) {
-    Scratch mem(pl.bytes() + Scratch::bytes<T>(Q * pl.row));
+    Scratch mem(pl.bytes());
     if (!mem.ok()) return report_failure(ok);
+    T* xbuf = mem.take<T>(pl.cl ? 0 : pl.tile * C);
+    T* gbuf = mem.take<T>(pl.cl ? 0 : pl.tile * C);
     T* s = mem.take<T>(Q * pl.row);
     T* e = mem.take<T>(Q * pl.row);
     T* da = mem.take<T>(Q * pl.row);
@@ -213,10 +214,9 @@ void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T*
     T* dd = mem.take<T>(Q);
     T* o = mem.take<T>(Q * C);
     for (index_t n = n0; n < n1; ++n) {
-      const T* xs = pl.sample(x, n);
       const T* gn = g + n * Q * C;
       T* gq = gq_part + n * Q * C;
-      attend(pl, xs, qs, beta, s, e, m, l, o);
+      attend(pl, x, n, qs, beta, xbuf, s, e, m, l, o);
       for (index_t q = 0; q < Q; ++q) {
         scale(o + q * C, T(1) / l[q], C);
         lse[q] = m[q] + log1(l[q]);
@@ -226,8 +226,9 @@ void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T*
       T gb = T(0);
       for (index_t t0 = 0; t0 < L; t0 += pl.tile) {
         const index_t nt = imin(pl.tile, L - t0);
-        pl.project(xs, t0, nt, qs, s);
-        pl.project(xs, t0, nt, gn, da);
+        const T* xt = pl.rows(x, n, t0, nt, xbuf);
+        pl.project(xt, nt, qs, s);
+        pl.project(xt, nt, gn, da);
         for (index_t q = 0; q < Q; ++q) {
           T *sq = s + q * pl.row, *eq = e + q * pl.row, *dq = da + q * pl.row;
           for (index_t j = nt; j < pl.row; ++j) sq[j] = T(0);
@@ -239,8 +240,10 @@ void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T*
             gb += d * sq[j];
           }
         }
-        pl.spread(gx + n * C * L, t0, nt, e, gn, bds, qs);  // A^T G + beta dS^T Q
-        pl.gather(xs, t0, nt, bds, gq);                    // beta dS X
+        T* gt = pl.grad_rows(gx, n, t0, gbuf);
+        pl.spread(gt, nt, e, gn, bds, qs);  // A^T G + beta dS^T Q
+        pl.put_rows(gt, gx, n, t0, nt);
+        pl.gather(xt, nt, bds, gq);  // beta dS X
       }
       gb_part[n] = gb;
     }
