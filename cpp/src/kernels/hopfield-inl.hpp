@@ -64,12 +64,21 @@ inline T log1(T v) {
   return r;
 }
 
-// e[j] = exp(s[j] * k - m) for j < n; s and e hold a multiple of N values.
+// e[j] = exp((d[j] - dm) beta - shift) for j < n, 0 up to the padded length: logits
+// relative to the row's best raw score dm, so beta d itself never overflows.
 template <class T>
-inline void exp_row(const T* s, T k, T m, T* e, index_t n) {
+inline void exp_row(const T* d, T dm, T beta, T shift, T* e, index_t n, index_t padded) {
   using V = Vec<T>;
-  const V kv = V::set1(k), mv = V::set1(m);
-  for (index_t j = 0; j < n; j += V::N) V::store(e + j, vexp(V::sub(V::mul(V::load(s + j), kv), mv)));
+  const V dv = V::set1(dm), bv = V::set1(beta), sv = V::set1(shift);
+  for (index_t j = 0; j < padded; j += V::N)
+    V::store(e + j, vexp(V::sub(V::mul(V::sub(V::load(d + j), dv), bv), sv)));
+  for (index_t j = n; j < padded; ++j) e[j] = T(0);
+}
+
+// Whether raw score a has a larger logit than b (beta a > beta b), NaN winning.
+template <class T>
+inline bool better(T a, T b, T beta) {
+  return a != a || (beta > T(0) ? a > b : beta < T(0) ? a < b : false);
 }
 
 // (rows x cols) block of src (row stride ss) into dst transposed (row stride ds): N x N
@@ -132,15 +141,13 @@ struct Plan {
   }
 };
 
-// The online softmax over all positions of sample n: o[q] = sum e_j X_j relative to the
-// running maximum m[q], l[q] = sum e_j.
+// The online softmax over all positions of sample n: o[q] = sum e_j X_j and
+// l[q] = sum e_j with e_j = exp(beta (d_j - dm[q])), dm[q] the raw score of the best
+// logit so far (o and l rescaled when it changes).
 template <class T>
-void attend(const Plan<T>& pl, const T* x, index_t n, const T* qs, T beta, T* xbuf, T* s, T* e, T* m, T* l, T* o) {
+void attend(const Plan<T>& pl, const T* x, index_t n, const T* qs, T beta, T* xbuf, T* s, T* e, T* dm, T* l, T* o) {
   const index_t C = pl.C, Q = pl.Q;
-  for (index_t q = 0; q < Q; ++q) {
-    m[q] = -T(__builtin_inf());
-    l[q] = T(0);
-  }
+  for (index_t q = 0; q < Q; ++q) l[q] = T(0);
   std::memset(static_cast<void*>(o), 0, sizeof(T) * std::size_t(Q * C));
   for (index_t t0 = 0; t0 < pl.L; t0 += pl.tile) {
     const index_t nt = imin(pl.tile, pl.L - t0);
@@ -148,20 +155,19 @@ void attend(const Plan<T>& pl, const T* x, index_t n, const T* qs, T beta, T* xb
     pl.project(xt, nt, qs, s);
     for (index_t q = 0; q < Q; ++q) {
       T* sq = s + q * pl.row;
-      T mt = m[q];
-      for (index_t j = 0; j < nt; ++j) {
-        sq[j] *= beta;
-        if (sq[j] > mt || sq[j] != sq[j]) mt = sq[j];  // NaN propagates
-      }
-      for (index_t j = nt; j < pl.row; ++j) sq[j] = -T(__builtin_inf());
-      // rescale what came before to the new maximum (nothing yet: factor 1, not NaN)
-      const T f = m[q] == mt ? T(1) : exp1(m[q] - mt);
+      const T old = t0 == 0 ? sq[0] : dm[q];
+      T best = old;
+      for (index_t j = 0; j < nt; ++j)
+        if (better(sq[j], best, beta)) best = sq[j];
+      for (index_t j = nt; j < pl.row; ++j) sq[j] = best;
+      // rescale what came before to the new best (nothing yet, or no change: factor 1)
+      const T f = best == old ? T(1) : exp1((old - best) * beta);
       T* eq = e + q * pl.row;
-      exp_row(sq, T(1), mt, eq, pl.row);
+      exp_row(sq, best, beta, T(0), eq, nt, pl.row);
       T sum = l[q] * f;
       for (index_t j = 0; j < nt; ++j) sum += eq[j];
       l[q] = sum;
-      m[q] = mt;
+      dm[q] = best;
       if (f != T(1)) scale(o + q * C, f, C);
     }
     pl.gather(xt, nt, e, o);
@@ -178,11 +184,11 @@ void forward(const T* x, const T* qs, T beta, T* y, const HopfieldProblem& hp, i
     T* xbuf = mem.take<T>(pl.cl ? 0 : pl.tile * pl.C);
     T* s = mem.take<T>(pl.Q * pl.row);
     T* e = mem.take<T>(pl.Q * pl.row);
-    T* m = mem.take<T>(pl.Q);
+    T* dm = mem.take<T>(pl.Q);
     T* l = mem.take<T>(pl.Q);
     for (index_t n = n0; n < n1; ++n) {
       T* yn = y + n * pl.Q * pl.C;
-      attend(pl, x, n, qs, beta, xbuf, s, e, m, l, yn);
+      attend(pl, x, n, qs, beta, xbuf, s, e, dm, l, yn);
       for (index_t q = 0; q < pl.Q; ++q) scale(yn + q * pl.C, T(1) / l[q], pl.C);
     }
   });
@@ -208,7 +214,7 @@ void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T*
     T* da = mem.take<T>(Q * pl.row);
     T* ds = mem.take<T>(Q * pl.row);
     T* bds = mem.take<T>(Q * pl.row);
-    T* m = mem.take<T>(Q);
+    T* dm = mem.take<T>(Q);
     T* l = mem.take<T>(Q);
     T* lse = mem.take<T>(Q);
     T* dd = mem.take<T>(Q);
@@ -216,10 +222,10 @@ void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T*
     for (index_t n = n0; n < n1; ++n) {
       const T* gn = g + n * Q * C;
       T* gq = gq_part + n * Q * C;
-      attend(pl, x, n, qs, beta, xbuf, s, e, m, l, o);
+      attend(pl, x, n, qs, beta, xbuf, s, e, dm, l, o);
       for (index_t q = 0; q < Q; ++q) {
         scale(o + q * C, T(1) / l[q], C);
-        lse[q] = m[q] + log1(l[q]);
+        lse[q] = log1(l[q]);  // log sum exp, relative to beta dm
         dd[q] = dot(gn + q * C, o + q * C, C);
       }
       std::memset(static_cast<void*>(gq), 0, sizeof(T) * std::size_t(Q * C));
@@ -231,8 +237,8 @@ void backward(const T* x, const T* qs, T beta, const T* g, T* gx, T* gq_part, T*
         pl.project(xt, nt, gn, da);
         for (index_t q = 0; q < Q; ++q) {
           T *sq = s + q * pl.row, *eq = e + q * pl.row, *dq = da + q * pl.row;
-          for (index_t j = nt; j < pl.row; ++j) sq[j] = T(0);
-          exp_row(sq, beta, lse[q], eq, pl.row);  // A = exp(beta s - lse)
+          for (index_t j = nt; j < pl.row; ++j) sq[j] = dm[q];
+          exp_row(sq, dm[q], beta, lse[q], eq, nt, pl.row);  // A = exp(beta (s - dm) - lse)
           for (index_t j = 0; j < nt; ++j) {
             const T d = eq[j] * (dq[j] - dd[q]);
             ds[q * pl.row + j] = d;
