@@ -125,17 +125,22 @@ class MixedPool2d(_Pool):
         return fastpool.mixed_pool_backward(self.g, self.x, 0.5, layout=self.layout, **self.geom)
 
 
-class StochasticPool2d(_Pool):
+class _ReluInput(_Pool):
+    """Pooling of a ReLU's output (half zeros), as stochastic pooling and max-pooling
+    dropout see in a network."""
+
+    def setup(self, *params):
+        super().setup(*params)
+        self.x = self.x.clip(0)
+
+
+class StochasticPool2d(_ReluInput):
     """Stochastic pooling (Zeiler & Fergus) of a ReLU's output with a ResNet stem's window:
     training draws (the backward draws again from the seed) and the inference form."""
 
     kind = "stochastic"
     families = {"resnet50_stem": RESNET50_STEM}
     params = _params(families)
-
-    def setup(self, *params):
-        super().setup(*params)
-        self.x = self.x.clip(0)
 
     def forward(self):
         return fastpool.stochastic_pool(self.x, seed=1, layout=self.layout, **self.geom)
@@ -147,17 +152,13 @@ class StochasticPool2d(_Pool):
         fastpool.stochastic_pool(self.x, training=False, layout=self.layout, **self.geom)
 
 
-class MaxPoolDropout2d(_Pool):
+class MaxPoolDropout2d(_ReluInput):
     """Max-pooling dropout (Wu & Gu), rate 0.3, of a ReLU's output with a ResNet stem's
     window: training (the backward makes the mask again from the seed) and the inference form."""
 
     kind = "dropout"
     families = {"resnet50_stem": RESNET50_STEM}
     params = _params(families)
-
-    def setup(self, *params):
-        super().setup(*params)
-        self.x = self.x.clip(0)
 
     def forward(self):
         return fastpool.max_pool_dropout(self.x, 0.3, seed=1, layout=self.layout, **self.geom)
