@@ -41,8 +41,7 @@ class _Call:
         rank = _bins.check_rank(rank, x.ndim)
         self.layout = Layout(x.ndim, rank, check_layout(layout), "x")
         self.batch, self.channels, spatial = _bins.spatial_split(x.shape, self.layout)
-        if not isinstance(queries, np.ndarray):
-            raise TypeError(f"queries must be a numpy.ndarray, got {type(queries).__name__}")
+        queries = check_float_array(queries, "queries")  # a list: float64, as x's would be
         if queries.dtype != x.dtype:
             raise TypeError(f"queries has dtype {queries.dtype}, expected {x.dtype} (x's)")
         if queries.ndim != 2 or queries.shape[1] != self.channels or queries.shape[0] < 1:
