@@ -34,12 +34,17 @@ inline std::array<index_t, 5> canonical_shape(const PoolGeometry& g, bool output
   return {g.batch, g.channels, sp[0], sp[1], sp[2]};
 }
 
-inline void check_array(const py::array& a, const char* name, const PoolGeometry& g, bool output,
-                        bool writeable) {
+/// C-contiguous and aligned (and writeable when asked): how the kernels read arrays.
+inline void check_c_contiguous(const py::array& a, const char* name, bool writeable) {
   if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
   if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
     throw py::value_error(std::string(name) + " must be aligned to its dtype");
   if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " is read-only");
+}
+
+inline void check_array(const py::array& a, const char* name, const PoolGeometry& g, bool output,
+                        bool writeable) {
+  check_c_contiguous(a, name, writeable);
   const auto want = canonical_shape(g, output);
   bool ok = a.ndim() == 5;
   for (int i = 0; ok && i < 5; ++i) ok = a.shape(i) == want[i];

@@ -71,13 +71,6 @@ BinProblem problem(const py::array& x, bool channels_last, const char* name) {
   return pb;
 }
 
-void check_contiguous(const py::array& a, const char* name, bool writeable) {
-  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
-  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::value_error(std::string(name) + " must be aligned to its dtype");
-  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " is read-only");
-}
-
 // A level array: (N, C, OD, OH, OW) in logical order, any non-negative strides (a
 // view into a larger output, as one pyramid level of a concatenated result).
 template <class T>
@@ -164,7 +157,7 @@ BinParams<T> params(double p, const std::optional<py::array>& p_channel, double 
   pp.drop_below = fastpool::dropout_threshold(p);
   if (p_channel) {
     if (!p_channel->dtype().is(py::dtype::of<T>())) throw py::type_error("p must have x's dtype");
-    check_contiguous(*p_channel, "p", false);
+    check_c_contiguous(*p_channel, "p", false);
     if (p_channel->ndim() != 1 || p_channel->shape(0) != pb.channels)
       throw py::value_error("p must have one value per channel");
     pp.p_channel = static_cast<const T*>(p_channel->data());
@@ -184,7 +177,7 @@ index_t forward_t(const py::array& x, const BinProblem& pb, BinReduce op, const 
 index_t forward(const py::array& x, bool channels_last, const std::string& op, const py::list& levels, double p,
                 std::optional<py::array> p_channel, double eps, std::uint64_t seed, int threads) {
   const DType dt = dtype_of(x, "x");
-  check_contiguous(x, "x", false);
+  check_c_contiguous(x, "x", false);
   const BinProblem pb = problem(x, channels_last, "x");
   const std::vector<LevelArgs> args = level_args(levels);
   if (dt == DType::f32) return forward_t<float>(x, pb, parse_op(op), args, p, p_channel, eps, seed, threads);
@@ -200,7 +193,7 @@ index_t backward_t(const std::optional<py::array>& x, py::array& gx, const BinPr
   T* gp = nullptr;
   if (grad_p) {
     if (!grad_p->dtype().is(py::dtype::of<T>())) throw py::type_error("grad_p must have x's dtype");
-    check_contiguous(*grad_p, "grad_p", true);
+    check_c_contiguous(*grad_p, "grad_p", true);
     if (grad_p->ndim() != 1 || grad_p->shape(0) != pb.channels)
       throw py::value_error("grad_p must have one value per channel");
     gp = static_cast<T*>(grad_p->mutable_data());
@@ -215,10 +208,10 @@ index_t backward(std::optional<py::array> x, py::array& gx, bool channels_last, 
                  const py::list& levels, double p, std::optional<py::array> p_channel, double eps,
                  std::uint64_t seed, std::optional<py::array> grad_p, int threads) {
   const DType dt = dtype_of(gx, "out");
-  check_contiguous(gx, "out", true);
+  check_c_contiguous(gx, "out", true);
   const BinProblem pb = problem(gx, channels_last, "out");
   if (x) {
-    check_contiguous(*x, "x", false);
+    check_c_contiguous(*x, "x", false);
     if (!x->dtype().is(gx.dtype())) throw py::type_error("x must have out's dtype");
     bool same = x->ndim() == 5;
     for (int i = 0; same && i < 5; ++i) same = x->shape(i) == gx.shape(i);

@@ -18,21 +18,14 @@ using fastpool::FractionalProblem;
 
 namespace {
 
-void check_c(const py::array& a, const char* name, bool writeable) {
-  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
-  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::value_error(std::string(name) + " must be aligned to its dtype");
-  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " is read-only");
-}
-
 // x and out: (N, C, D, H, W) or (N, D, H, W, C); samples: N*C*rank values of x's dtype;
 // indices (optional): int64 shaped like out.
 void forward(const py::array& x, const py::array& samples, py::array& out, std::optional<py::array> indices,
              std::array<index_t, 3> kernel, int rank, bool channels_last, int threads) {
   const DType dt = dtype_of(x, "x");
-  check_c(x, "x", false);
-  check_c(samples, "samples", false);
-  check_c(out, "out", true);
+  check_c_contiguous(x, "x", false);
+  check_c_contiguous(samples, "samples", false);
+  check_c_contiguous(out, "out", true);
   check_same_dtype(x, samples, "samples");
   check_same_dtype(x, out, "out");
   if (x.ndim() != 5 || out.ndim() != 5) throw py::value_error("x and out must be 5-dimensional");
@@ -54,7 +47,7 @@ void forward(const py::array& x, const py::array& samples, py::array& out, std::
     throw py::value_error("samples must hold " + std::to_string(fp.batch * fp.channels * rank) + " values");
   std::int64_t* ip = nullptr;
   if (indices) {
-    check_c(*indices, "indices", true);
+    check_c_contiguous(*indices, "indices", true);
     if (!indices->dtype().is(py::dtype::of<std::int64_t>())) throw py::type_error("indices must be int64");
     bool same = indices->ndim() == 5;
     for (int i = 0; same && i < 5; ++i) same = indices->shape(i) == out.shape(i);

@@ -15,13 +15,6 @@ using fastpool::HopfieldProblem;
 
 namespace {
 
-void check_c(const py::array& a, const char* name, bool writeable) {
-  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
-  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::value_error(std::string(name) + " must be aligned to its dtype");
-  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " is read-only");
-}
-
 void check_shape(const py::array& a, const char* name, index_t d0, index_t d1, index_t d2) {
   const bool two = d0 < 0;
   bool ok = a.ndim() == (two ? 2 : 3);
@@ -48,9 +41,9 @@ HopfieldProblem problem(const py::array& x, const py::array& queries, bool chann
 void forward(const py::array& x, const py::array& queries, double beta, py::array& out, bool channels_last,
              int threads) {
   const DType dt = dtype_of(x, "x");
-  check_c(x, "x", false);
-  check_c(queries, "queries", false);
-  check_c(out, "out", true);
+  check_c_contiguous(x, "x", false);
+  check_c_contiguous(queries, "queries", false);
+  check_c_contiguous(out, "out", true);
   check_same_dtype(x, queries, "queries");
   check_same_dtype(x, out, "out");
   const HopfieldProblem hp = problem(x, queries, channels_last);
@@ -80,10 +73,10 @@ void backward_t(const py::array& x, const py::array& queries, double beta, const
 void backward(const py::array& x, const py::array& queries, double beta, const py::array& grad_output, py::array& out,
               py::array& grad_queries, py::array& grad_beta, bool channels_last, int threads) {
   const DType dt = dtype_of(x, "x");
-  check_c(x, "x", false);
-  check_c(queries, "queries", false);
-  check_c(grad_output, "grad_output", false);
-  for (const py::array* a : {&out, &grad_queries, &grad_beta}) check_c(*a, "out", true);
+  check_c_contiguous(x, "x", false);
+  check_c_contiguous(queries, "queries", false);
+  check_c_contiguous(grad_output, "grad_output", false);
+  for (const py::array* a : {&out, &grad_queries, &grad_beta}) check_c_contiguous(*a, "out", true);
   check_same_dtype(x, queries, "queries");
   check_same_dtype(x, grad_output, "grad_output");
   check_same_dtype(x, out, "out");

@@ -33,10 +33,7 @@ LineProblem problem_of(const py::array& x, int axis, LineScan scan, bool channel
 }
 
 void check_like(const py::array& x, const py::array& a, const char* name, bool writeable) {
-  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
-  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::value_error(std::string(name) + " must be aligned to its dtype");
-  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " is read-only");
+  check_c_contiguous(a, name, writeable);
   bool same = a.ndim() == x.ndim();
   for (int i = 0; same && i < x.ndim(); ++i) same = a.shape(i) == x.shape(i);
   if (!same) throw py::value_error(std::string(name) + " does not have the shape of x");

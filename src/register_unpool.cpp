@@ -17,10 +17,7 @@ namespace {
 // The kernels take planes flattened to (N, C, size) or (N, size, C).
 void check_planes(const py::array& a, const char* name, bool writeable) {
   if (a.ndim() != 3) throw py::value_error(std::string(name) + " must have 3 dimensions (N, C, size) or (N, size, C)");
-  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
-  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::value_error(std::string(name) + " must be aligned to its dtype");
-  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " is read-only");
+  check_c_contiguous(a, name, writeable);
 }
 
 // small: x or grad_x (the pooled side, shaped like the indices); large: y or grad_y.
