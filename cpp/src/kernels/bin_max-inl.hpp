@@ -10,9 +10,10 @@
 // plane's pixels to a few cache sets when C is a power of two). kChunk blocks share
 // every bin's geometry, so their scans run as independent dependency chains. A level's
 // bins are scanned from the taps, or, where positions are tracked (indices, backward),
-// a pyramid's coarse level merges a finer level's maxima. The backward then adds each
-// lane's bin gradients at its argmax in a zeroed copy of the plane and writes every
-// element once.
+// a pyramid's coarse level merges a finer level's maxima. The backward then writes
+// every element of the gradient once, as the sum over the bins covering its pixel of
+// the bin's gradient where the pixel is its argmax (a compare per covering bin: a
+// scalar scatter of each lane's gradient cost more than the rest of the backward).
 //
 // The scan rule is the general kernels' (`v > best || isnan(v)`, row-major over a
 // bin): the same values and indices. A pixel's gradient adds its bins' shares in one
@@ -30,8 +31,9 @@ using bins::PyramidPlan;
 using bins::Unit;
 
 constexpr int kChunk = 4;                                // vectors of lanes scanned together
-constexpr int kMaxItem = 64;                             // vectors of lanes per work item
+constexpr int kMaxItem = 128;                            // vectors of lanes per work item
 constexpr std::size_t kCopyBytes = std::size_t(128) << 10;  // an item's copy of x, in L2
+constexpr std::size_t kSampleBytes = std::size_t(512) << 10;  // a channels_last item holding a whole sample
 constexpr index_t kMaxPlane = 1024;                      // larger planes take the general kernels
 
 // Whether every level is a grid of adaptive (monotone) bins over a 2-D or 1-D plane
@@ -62,16 +64,37 @@ bool applies(const BinProblem& pb, BinReduce op, const BinLevel<T>* lv, int nl, 
   return true;
 }
 
-// Per-call geometry shared by the threads: each level's first bin in a block's run of
-// all levels' bins, and how many blocks an item holds.
+// Per-call geometry shared by the threads: each level's first bin in the run of all
+// levels' bins, the bins covering each pixel, and how many blocks an item holds.
+// A chunk's values (and positions) of bin b, block j are at (b*kChunk + j)*N: the
+// blocks scanned together are adjacent, so one pointer reaches them all.
 template <class T>
 struct Plan {
+  static constexpr index_t kBinStride = kChunk * Vec<T>::N;  // elements per bin of a chunk
   index_t P, units, item_blocks, items, total_bins = 0;
   index_t* boff;
+  // pixel q's covering bins (levels as given, then bins row-major), as offsets
+  // bin * kBinStride: cover[cover_start[q] .. cover_start[q + 1])
+  index_t *cover_start, *cover;
   PyramidPlan<T> pyr;  // coarse levels that are unions of a finer level's bins
 
+  // Entries of the cover list: a level's bins cover sum(count_h) x sum(count_w) pixels.
+  static index_t cover_entries(const BinLevel<T>* lv, int nl) {
+    index_t n = 0;
+    for (int l = 0; l < nl; ++l) {
+      index_t t[2] = {0, 0};
+      for (int i = 0; i < 2; ++i)
+        for (index_t o = 0; o < lv[l].axis[i + 1].out; ++o) t[i] += lv[l].axis[i + 1].count[o];
+      n += t[0] * t[1];
+    }
+    return n;
+  }
   static std::size_t bytes(const BinLevel<T>* lv, int nl) {
-    return Scratch::bytes<index_t>(nl) + PyramidPlan<T>::bytes(lv, nl);
+    const index_t H = lv[0].axis[1].in, W = lv[0].axis[2].in;
+    return Scratch::bytes<index_t>(nl) + Scratch::bytes<index_t>(H * W + 1) +
+           Scratch::bytes<index_t>(cover_entries(lv, nl)) + (Scratch::bytes<index_t>(H) + Scratch::bytes<index_t>(W)) * 2 * nl +
+           Scratch::bytes<index_t*>(nl * 4) +
+           PyramidPlan<T>::bytes(lv, nl);
   }
   Plan(Scratch& mem, const BinProblem& pb, const BinLevel<T>* lv, int nl, int threads)
       : P(pb.plane()), units(Unit<T>::count(pb, 1)) {
@@ -81,9 +104,36 @@ struct Plan {
       boff[l] = total_bins;
       total_bins += lv[l].bins();
     }
-    // blocks whose copy fits kCopyBytes, fewer when that leaves a thread without items
-    // (the grouping never changes a result)
-    index_t m = index_t(kCopyBytes / (std::size_t(P) * Vec<T>::N * sizeof(T)));
+    const index_t H = lv[0].axis[1].in, W = lv[0].axis[2].in;
+    cover_start = mem.take<index_t>(P + 1);
+    cover = mem.take<index_t>(cover_entries(lv, nl));
+    index_t** range = mem.take<index_t*>(nl * 4);  // [level][lo_h, hi_h, lo_w, hi_w]
+    for (int l = 0; l < nl; ++l) {
+      index_t** r = range + l * 4;
+      for (int i = 0; i < 4; ++i) r[i] = mem.take<index_t>(i < 2 ? H : W);
+      bins::covering_bins(lv[l].axis[1], r[0], r[1]);
+      bins::covering_bins(lv[l].axis[2], r[2], r[3]);
+    }
+    index_t n = 0;
+    for (index_t q = 0; q < P; ++q) {
+      const index_t h = q / W, w = q % W;
+      cover_start[q] = n;
+      for (int l = 0; l < nl; ++l) {
+        index_t* const* r = range + l * 4;
+        for (index_t bh = r[0][h]; bh < r[1][h]; ++bh)
+          for (index_t bw = r[2][w]; bw < r[3][w]; ++bw) cover[n++] = (boff[l] + bh * lv[l].axis[2].out + bw) * kBinStride;
+      }
+    }
+    cover_start[P] = n;
+    // blocks whose copy fits kCopyBytes, or a channels_last sample's blocks up to
+    // kSampleBytes (its pixels are then read as whole runs of memory, which the
+    // hardware prefetcher follows), fewer when that leaves a thread without items (the
+    // grouping never changes a result)
+    const std::size_t plane_bytes = std::size_t(P) * Vec<T>::N * sizeof(T);
+    index_t m = index_t(kCopyBytes / plane_bytes);
+    const index_t per_sample = (pb.channels + Vec<T>::N - 1) / Vec<T>::N;
+    if (pb.channels_last && m < per_sample && std::size_t(per_sample) * plane_bytes <= kSampleBytes)
+      m = (per_sample + kChunk - 1) / kChunk * kChunk;
     if (threads > 1) m = imin(m, units / (4 * index_t(threads)));
     item_blocks = imax(kChunk, imin(kMaxItem, m)) / kChunk * kChunk;
     items = (units + item_blocks - 1) / item_blocks;
@@ -115,13 +165,14 @@ inline void scan(const T* const* src, index_t W, index_t h0, index_t nh, index_t
 }
 
 // Every bin of every level for U blocks: value (and position) of block k, bin b
-// (numbered across levels) at val[k] + b*N (pos[k] + b*N). With positions, a level
-// that is a union of a finer level's bins merges their maxima by the scan rule over
-// positions (the larger value, the earlier position among equal values, the later
-// among NaNs) instead of scanning its taps again.
+// (numbered across levels) at val + b*kBinStride + k*N (pos likewise). With positions,
+// a level that is a union of a finer level's bins merges their maxima by the scan rule
+// over positions (the larger value, the earlier position among equal values, the
+// later among NaNs) instead of scanning its taps again.
 template <int U, bool kIdx, class T>
-void scan_levels(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const T* const* src, T* const* val, T* const* pos) {
+void scan_levels(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const T* const* src, T* val, T* pos) {
   using V = Vec<T>;
+  constexpr index_t S = Plan<T>::kBinStride;
   const index_t W = lv[0].axis[2].in;
   for (int oi = 0; oi < nl; ++oi) {
     const int l = pl.pyr.order[oi], f = kIdx ? pl.pyr.source[l] : -1;
@@ -134,50 +185,113 @@ void scan_levels(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const T* cons
         } else {
           const index_t* const* rg = pl.pyr.range + l * 6;
           const index_t FW = lv[f].axis[2].out;
-          const index_t f0 = (pl.boff[f] + rg[2][oh] * FW + rg[4][ow]) * V::N;
+          const index_t f0 = (pl.boff[f] + rg[2][oh] * FW + rg[4][ow]) * S;
           for (int k = 0; k < U; ++k) {  // from the first fine bin (merging it again changes nothing)
-            best[k] = V::load(val[k] + f0);
-            at[k] = V::load(pos[k] + f0);
+            best[k] = V::load(val + f0 + k * V::N);
+            at[k] = V::load(pos + f0 + k * V::N);
           }
           for (index_t fh = rg[2][oh]; fh < rg[3][oh]; ++fh)
             for (index_t fw = rg[4][ow]; fw < rg[5][ow]; ++fw) {
-              const index_t fb = (pl.boff[f] + fh * FW + fw) * V::N;
+              const index_t fb = (pl.boff[f] + fh * FW + fw) * S;
               for (int k = 0; k < U; ++k) {
-                const V v2 = V::load(val[k] + fb), q2 = V::load(pos[k] + fb);
+                const V v2 = V::load(val + fb + k * V::N), q2 = V::load(pos + fb + k * V::N);
                 const typename V::M win = merge_wins(best[k], v2, V::lt(q2, at[k]));
                 best[k] = V::select(win, v2, best[k]);
                 at[k] = V::select(win, q2, at[k]);
               }
             }
         }
-        const index_t b = (pl.boff[l] + oh * aw.out + ow) * V::N;
+        const index_t b = (pl.boff[l] + oh * aw.out + ow) * S;
         for (int k = 0; k < U; ++k) {
-          V::store(val[k] + b, best[k]);
-          if (kIdx) V::store(pos[k] + b, at[k]);
+          V::store(val + b + k * V::N, best[k]);
+          if (kIdx) V::store(pos + b + k * V::N, at[k]);
         }
       }
   }
 }
 
+// The gradient of pixel q for U blocks: the sum of the gradients of the bins whose
+// argmax it is, levels as given, then bins row-major (so one order on every path and
+// layout), with one canonical NaN (which of two NaNs a sum returns depends on the
+// operand order the compiler picks). Adding a 0 where a bin's argmax is elsewhere
+// changes no bit: the sum starts at +0 and so is never -0. The first `streamed`
+// blocks go to dst by non-temporal stores.
+template <int U, class T>
+inline void gather_pixel(const Plan<T>& pl, index_t q, const T* g, const T* pos, T* const* dst, int streamed) {
+  using V = Vec<T>;
+  const V qv = V::set1(T(q)), zero = V::zero();
+  V acc[U];
+  for (int k = 0; k < U; ++k) acc[k] = zero;
+  for (index_t j = pl.cover_start[q]; j < pl.cover_start[q + 1]; ++j) {
+    const T *gb = g + pl.cover[j], *pb = pos + pl.cover[j];
+    for (int k = 0; k < U; ++k)
+      acc[k] = V::add(acc[k], V::select(V::eq(V::load(pb + k * V::N), qv), V::load(gb + k * V::N), zero));
+  }
+  for (int k = 0; k < U; ++k) {
+    if (k < streamed)
+      V::stream(dst[k], canonical_nan(acc[k]));
+    else
+      V::store(dst[k], canonical_nan(acc[k]));
+  }
+}
+
+// The channels_last blocks of the next work item, prefetched a pixel and a chunk at a
+// time while this one computes: a pixel's blocks are short runs of memory C apart,
+// which the hardware prefetcher does not follow, and loading them in a phase of their
+// own waits on memory at a third of its bandwidth.
+template <class T>
+struct Ahead {
+  const char* block[kMaxItem];  // pixel 0 of each block
+  index_t n = 0, pixel_bytes = 0;
+
+  Ahead(const BinProblem& pb, const Plan<T>& pl, index_t it, const T* x) {
+    if (!pb.channels_last || it >= pl.items) return;
+    const index_t u0 = it * pl.item_blocks;
+    n = imin(pl.item_blocks, pl.units - u0);
+    pixel_bytes = pb.channels * index_t(sizeof(T));
+    for (index_t k = 0; k < n; ++k) block[k] = reinterpret_cast<const char*>(x + Unit<T>::make(pb, 1, u0 + k).base);
+  }
+  void fetch(index_t q, index_t k0, index_t count) const {
+    for (index_t k = k0; k < imin(k0 + count, n); ++k) __builtin_prefetch(block[k] + q * pixel_bytes, 0, 2);
+  }
+};
+
+// f(Int<U>()) for the U = min(left, kChunk) blocks of a chunk.
+template <class F>
+inline void with_chunk(int left, F&& f) {
+  switch (left) {
+    case 1: f(Int<1>()); break;
+    case 2: f(Int<2>()); break;
+    case 3: f(Int<3>()); break;
+    default: f(Int<kChunk>());
+  }
+}
+
 // The item's blocks, copied pixel-major (block k's pixel q at copy[k] + q*N), with
-// their bins' values (or gradients) and positions, in kChunk scans.
+// their bins' values (or gradients) and positions per chunk of kChunk blocks (block
+// k's bin b at val[k / kChunk] + b*kBinStride + (k % kChunk)*N).
 template <class T>
 struct Item {
   using V = Vec<T>;
+  static constexpr index_t S = Plan<T>::kBinStride;
   Unit<T> unit[kMaxItem];
-  T *copy[kMaxItem], *val[kMaxItem], *pos[kMaxItem];
+  T *copy[kMaxItem], *val[kMaxItem / kChunk], *pos[kMaxItem / kChunk];
+  T *tile, *ptile;        // one block's bins as a level's staging tile: (bin, lane)
   int n = 0, direct = 0;  // blocks; the leading ones are whole vectors of channels_last
 
   static std::size_t bytes(const Plan<T>& pl) {
-    return (Scratch::bytes<T>(pl.P * V::N) + Scratch::bytes<T>(pl.total_bins * V::N) * 2) *
-           std::size_t(pl.item_blocks);
+    return Scratch::bytes<T>(pl.P * V::N) * std::size_t(pl.item_blocks) +
+           Scratch::bytes<T>(pl.total_bins * S) * 2 * std::size_t(pl.item_blocks / kChunk) +
+           Scratch::bytes<T>(pl.total_bins * V::N) * 2;
   }
   Item(Scratch& mem, const Plan<T>& pl) {
-    for (index_t k = 0; k < pl.item_blocks; ++k) {
-      copy[k] = mem.take<T>(pl.P * V::N);
-      val[k] = mem.take<T>(pl.total_bins * V::N);
-      pos[k] = mem.take<T>(pl.total_bins * V::N);
+    for (index_t k = 0; k < pl.item_blocks; ++k) copy[k] = mem.take<T>(pl.P * V::N);
+    for (index_t c = 0; c < pl.item_blocks / kChunk; ++c) {
+      val[c] = mem.take<T>(pl.total_bins * S);
+      pos[c] = mem.take<T>(pl.total_bins * S);
     }
+    tile = mem.take<T>(pl.total_bins * V::N);
+    ptile = mem.take<T>(pl.total_bins * V::N);
   }
   void load(const BinProblem& pb, const Plan<T>& pl, index_t it, const T* x) {
     const index_t u0 = it * pl.item_blocks;
@@ -191,34 +305,85 @@ struct Item {
       for (int k = 0; k < direct; ++k) V::store(copy[k] + q * V::N, V::load(x + unit[k].base + q * unit[k].pixel_stride));
     for (int k = direct; k < n; ++k) unit[k].load_pixels(x, 0, pl.P, copy[k]);
   }
+  // Block k's bins between its chunk's array and a (bin, lane) tile.
+  void to_tile(const Plan<T>& pl, T* const* a, int k, T* t) const {
+    const T* src = a[k / kChunk] + (k % kChunk) * V::N;
+    for (index_t b = 0; b < pl.total_bins; ++b) V::store(t + b * V::N, V::load(src + b * S));
+  }
+  void from_tile(const Plan<T>& pl, T* const* a, int k, const T* t) const {
+    T* dst = a[k / kChunk] + (k % kChunk) * V::N;
+    for (index_t b = 0; b < pl.total_bins; ++b) V::store(dst + b * S, V::load(t + b * V::N));
+  }
   template <bool kIdx>
   void scan_all(const Plan<T>& pl, const BinLevel<T>* lv, int nl) {
-    for (int k = 0; k < n; k += kChunk) {
-      const T* const* s = copy + k;
-      switch (n - k) {
-        case 1: scan_levels<1, kIdx>(pl, lv, nl, s, val + k, pos + k); break;
-        case 2: scan_levels<2, kIdx>(pl, lv, nl, s, val + k, pos + k); break;
-        case 3: scan_levels<3, kIdx>(pl, lv, nl, s, val + k, pos + k); break;
-        default: scan_levels<kChunk, kIdx>(pl, lv, nl, s, val + k, pos + k);
+    for (int k = 0; k < n; k += kChunk)
+      with_chunk(n - k, [&](auto U) {
+        scan_levels<decltype(U)::value, kIdx>(pl, lv, nl, copy + k, val[k / kChunk], pos[k / kChunk]);
+      });
+  }
+  // The forward's values (and indices) of every block into y.
+  void emit(const BinProblem& pb, const Plan<T>& pl, const BinLevel<T>* lv, int nl, bool idx) const {
+    for (int k = 0; k < n; ++k) {
+      to_tile(pl, val, k, tile);
+      if (idx) to_tile(pl, pos, k, ptile);
+      for (int l = 0; l < nl; ++l) {
+        const index_t OH = lv[l].axis[1].out, OW = lv[l].axis[2].out;
+        T* v = tile + pl.boff[l] * V::N;
+        const LevelIO<T> io(pb, unit[k], lv[l], v, OH * OW * V::N);
+        if (io.staged())
+          io.store_all(lv[l].y);
+        else
+          for (index_t oh = 0; oh < OH; ++oh)
+            for (index_t ow = 0; ow < OW; ++ow) io.put(lv[l].y, 0, oh, ow, 0, V::load(v + (oh * OW + ow) * V::N));
+        if (!lv[l].indices) continue;
+        const LaneOffsets<T>& lo = io.offsets();
+        const T* p = ptile + pl.boff[l] * V::N;
+        for (index_t oh = 0; oh < OH; ++oh)
+          for (index_t ow = 0; ow < OW; ++ow) {
+            const index_t at = io.at(0, oh, ow, 0), b = (oh * OW + ow) * V::N;
+            for (index_t i = 0; i < unit[k].lanes; ++i) lv[l].indices[lo.off[i] + at] = std::int64_t(p[b + i]);
+          }
       }
     }
   }
-  // The copies back into a gradient, every element once, with one canonical NaN (which
-  // of two NaNs a sum returns depends on the operand order the compiler picks).
-  void store(const Plan<T>& pl, T* gx) const {
-    for (index_t q = 0; q < pl.P; ++q)
-      for (int k = 0; k < direct; ++k)
-        V::store(gx + unit[k].base + q * unit[k].pixel_stride, canonical_nan(V::load(copy[k] + q * V::N)));
-    for (int k = direct; k < n; ++k) {
-      for (index_t q = 0; q < pl.P; ++q) V::store(copy[k] + q * V::N, canonical_nan(V::load(copy[k] + q * V::N)));
-      unit[k].store_pixels(gx, 0, pl.P, copy[k]);
+  // The bins' gradients of block k in place of its values.
+  void load_grad(const BinProblem& pb, const Plan<T>& pl, const BinLevel<T>* lv, int nl, int k) {
+    for (int l = 0; l < nl; ++l) {
+      const index_t OH = lv[l].axis[1].out, OW = lv[l].axis[2].out;
+      T* gl = tile + pl.boff[l] * V::N;
+      const LevelIO<T> io(pb, unit[k], lv[l], gl, OH * OW * V::N);
+      io.load_all(lv[l].grad_y);
+      if (!io.staged())
+        for (index_t oh = 0; oh < OH; ++oh)
+          for (index_t ow = 0; ow < OW; ++ow) V::store(gl + (oh * OW + ow) * V::N, io.get(lv[l].grad_y, 0, oh, ow, 0));
     }
+    from_tile(pl, val, k, tile);
+  }
+  // The gradient, a chunk of blocks at a time (its positions and bin gradients stay in
+  // L1), each element written once: straight into channels_last blocks (streamed out
+  // when `nt`: whole cache lines; the caller fences), through the copies elsewhere.
+  void backward(const BinProblem& pb, const Plan<T>& pl, const BinLevel<T>* lv, int nl, T* gx, const Ahead<T>& ahead,
+                bool nt) {
+    for (int k0 = 0; k0 < n; k0 += kChunk)
+      with_chunk(n - k0, [&](auto U) {
+        constexpr int u = decltype(U)::value;
+        T *v = val[k0 / kChunk], *p = pos[k0 / kChunk];
+        scan_levels<u, true>(pl, lv, nl, copy + k0, v, p);
+        for (int k = k0; k < k0 + u; ++k) load_grad(pb, pl, lv, nl, k);
+        T* dst[u];
+        for (index_t q = 0; q < pl.P; ++q) {
+          ahead.fetch(q, k0, u);
+          for (int k = 0; k < u; ++k)
+            dst[k] = k0 + k < direct ? gx + unit[k0 + k].base + q * unit[k0 + k].pixel_stride : copy[k0 + k] + q * V::N;
+          gather_pixel<u>(pl, q, v, p, dst, nt ? direct - k0 : 0);
+        }
+      });
+    for (int k = direct; k < n; ++k) unit[k].store_pixels(gx, 0, pl.P, copy[k]);
   }
 };
 
 template <class T>
 void forward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl, int threads) {
-  using V = Vec<T>;
   Scratch plan_mem(Plan<T>::bytes(lv, nl));
   if (!plan_mem.ok()) throw std::bad_alloc();
   const Plan<T> pl(plan_mem, pb, lv, nl, threads);
@@ -235,27 +400,7 @@ void forward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl, in
         item.template scan_all<true>(pl, lv, nl);
       else
         item.template scan_all<false>(pl, lv, nl);
-      for (int l = 0; l < nl; ++l) {
-        const index_t OH = lv[l].axis[1].out, OW = lv[l].axis[2].out, bins = OH * OW;
-        for (int k = 0; k < item.n; ++k) {
-          // a block's values are laid out as the level's staging tile: (bin, lane)
-          T* v = item.val[k] + pl.boff[l] * V::N;
-          const LevelIO<T> io(pb, item.unit[k], lv[l], v, bins * V::N);
-          if (io.staged())
-            io.store_all(lv[l].y);
-          else
-            for (index_t oh = 0; oh < OH; ++oh)
-              for (index_t ow = 0; ow < OW; ++ow) io.put(lv[l].y, 0, oh, ow, 0, V::load(v + (oh * OW + ow) * V::N));
-          if (!lv[l].indices) continue;
-          const LaneOffsets<T>& lo = io.offsets();
-          const T* p = item.pos[k] + pl.boff[l] * V::N;
-          for (index_t oh = 0; oh < OH; ++oh)
-            for (index_t ow = 0; ow < OW; ++ow) {
-              const index_t at = io.at(0, oh, ow, 0), b = (oh * OW + ow) * V::N;
-              for (index_t i = 0; i < item.unit[k].lanes; ++i) lv[l].indices[lo.off[i] + at] = std::int64_t(p[b + i]);
-            }
-        }
-      }
+      item.emit(pb, pl, lv, nl, idx);
     }
   });
   if (!ok) throw std::bad_alloc();
@@ -267,6 +412,10 @@ index_t backward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl
   Scratch plan_mem(Plan<T>::bytes(lv, nl));
   if (!plan_mem.ok()) throw std::bad_alloc();
   const Plan<T> pl(plan_mem, pb, lv, nl, threads);
+  // channels_last gradients of whole cache lines are streamed out: nothing reads them
+  // back, and a plain store would first read each line from memory
+  const bool nt = pb.channels_last && std::size_t(pb.size()) * sizeof(T) >= kStreamBytes &&
+                  pb.channels * sizeof(T) % 64 == 0 && reinterpret_cast<std::uintptr_t>(gx) % 64 == 0;
   int ok = 1;
   parallel_for(pl.items, threads, 2 * pb.size(), [&](index_t i0, index_t i1) {
     Scratch mem(Item<T>::bytes(pl));
@@ -274,28 +423,9 @@ index_t backward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl
     Item<T> item(mem, pl);
     for (index_t it = i0; it < i1; ++it) {
       item.load(pb, pl, it, x);
-      item.template scan_all<true>(pl, lv, nl);
-      for (int k = 0; k < item.n; ++k) {
-        T* g = item.val[k];  // the bins' gradients replace their values, as the staging tile
-        for (int l = 0; l < nl; ++l) {
-          const index_t OH = lv[l].axis[1].out, OW = lv[l].axis[2].out;
-          T* gl = g + pl.boff[l] * V::N;
-          const LevelIO<T> io(pb, item.unit[k], lv[l], gl, OH * OW * V::N);
-          io.load_all(lv[l].grad_y);
-          if (!io.staged())
-            for (index_t oh = 0; oh < OH; ++oh)
-              for (index_t ow = 0; ow < OW; ++ow) V::store(gl + (oh * OW + ow) * V::N, io.get(lv[l].grad_y, 0, oh, ow, 0));
-        }
-        // each lane's bin gradients added at its argmax, levels then bins in order, so
-        // a pixel's sum has one order on every path
-        T* buf = item.copy[k];
-        for (index_t q = 0; q < pl.P; ++q) V::store(buf + q * V::N, V::zero());
-        const T* pos = item.pos[k];
-        for (index_t b = 0; b < pl.total_bins * V::N; b += V::N)
-          for (index_t i = 0; i < V::N; ++i) buf[index_t(pos[b + i]) * V::N + i] += g[b + i];
-      }
-      item.store(pl, gx);
+      item.backward(pb, pl, lv, nl, gx, Ahead<T>(pb, pl, it + 1 < i1 ? it + 1 : pl.items, x), nt);
     }
+    if (nt) V::fence();
   });
   if (!ok) throw std::bad_alloc();
   return -1;
