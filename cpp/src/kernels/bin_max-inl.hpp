@@ -305,14 +305,10 @@ struct Item {
       for (int k = 0; k < direct; ++k) V::store(copy[k] + q * V::N, V::load(x + unit[k].base + q * unit[k].pixel_stride));
     for (int k = direct; k < n; ++k) unit[k].load_pixels(x, 0, pl.P, copy[k]);
   }
-  // Block k's bins between its chunk's array and a (bin, lane) tile.
+  // Block k's bins from its chunk's array into a (bin, lane) tile.
   void to_tile(const Plan<T>& pl, T* const* a, int k, T* t) const {
     const T* src = a[k / kChunk] + (k % kChunk) * V::N;
     for (index_t b = 0; b < pl.total_bins; ++b) V::store(t + b * V::N, V::load(src + b * S));
-  }
-  void from_tile(const Plan<T>& pl, T* const* a, int k, const T* t) const {
-    T* dst = a[k / kChunk] + (k % kChunk) * V::N;
-    for (index_t b = 0; b < pl.total_bins; ++b) V::store(dst + b * S, V::load(t + b * V::N));
   }
   template <bool kIdx>
   void scan_all(const Plan<T>& pl, const BinLevel<T>* lv, int nl) {
@@ -346,18 +342,34 @@ struct Item {
       }
     }
   }
-  // The bins' gradients of block k in place of its values.
+  // The bins' gradients of block k in place of its values. Where its lanes are N
+  // adjacent channels of one sample and a level's bins are contiguous (a pyramid's
+  // C x bins rows), they move by N x N transposes and strided loads, straight into
+  // the chunk's layout; elsewhere through the level's staging tile.
   void load_grad(const BinProblem& pb, const Plan<T>& pl, const BinLevel<T>* lv, int nl, int k) {
+    const Unit<T>& un = unit[k];
+    const index_t n0 = un.plane0 / pb.channels, c0 = un.plane0 % pb.channels;
+    const bool adjacent = un.lanes == V::N && c0 + V::N <= pb.channels;
+    T* dst = val[k / kChunk] + (k % kChunk) * V::N;
     for (int l = 0; l < nl; ++l) {
-      const index_t OH = lv[l].axis[1].out, OW = lv[l].axis[2].out;
-      T* gl = tile + pl.boff[l] * V::N;
-      const LevelIO<T> io(pb, unit[k], lv[l], gl, OH * OW * V::N);
-      io.load_all(lv[l].grad_y);
-      if (!io.staged())
-        for (index_t oh = 0; oh < OH; ++oh)
-          for (index_t ow = 0; ow < OW; ++ow) V::store(gl + (oh * OW + ow) * V::N, io.get(lv[l].grad_y, 0, oh, ow, 0));
+      const BinLevel<T>& L = lv[l];
+      const index_t OH = L.axis[1].out, OW = L.axis[2].out, bins = OH * OW;
+      T* d = dst + pl.boff[l] * S;
+      if (adjacent && (OW == 1 || L.stride[2] == 1) && (OH == 1 || L.stride[1] == OW)) {
+        const T* g = L.grad_y + n0 * L.stride_n + c0 * L.stride_c;
+        index_t b = 0;
+        for (; b + V::N <= bins; b += V::N) V::transpose_block(g + b, L.stride_c, d + b * S, S);
+        for (; b < bins; ++b) V::store(d + b * S, V::load_strided(g + b, L.stride_c));
+        continue;
+      }
+      const LevelIO<T> io(pb, un, L, tile, bins * V::N);
+      io.load_all(L.grad_y);
+      for (index_t oh = 0; oh < OH; ++oh)
+        for (index_t ow = 0; ow < OW; ++ow) {
+          const index_t b = oh * OW + ow;
+          V::store(d + b * S, io.staged() ? V::load(tile + b * V::N) : io.get(L.grad_y, 0, oh, ow, 0));
+        }
     }
-    from_tile(pl, val, k, tile);
   }
   // The gradient, a chunk of blocks at a time (its positions and bin gradients stay in
   // L1), each element written once: straight into channels_last blocks (streamed out
