@@ -338,11 +338,9 @@ class LevelIO {
     if (out) {
       for (index_t j = 0; j < r; ++j) V::store(a + j * V::N, V::load(ts + j * nbn_));
       V::transpose_block(a, V::N, t, V::N);
-      for (index_t i = 0; i < V::N; ++i)
-        for (index_t j = 0; j < r; ++j) ys[i * sc + j] = t[i * V::N + j];
+      for (index_t i = 0; i < V::N; ++i) V::store_n(ys + i * sc, V::load(t + i * V::N), r);
     } else {
-      for (index_t i = 0; i < V::N; ++i)
-        for (index_t j = 0; j < r; ++j) a[i * V::N + j] = ys[i * sc + j];
+      for (index_t i = 0; i < V::N; ++i) V::store(a + i * V::N, V::load_n(ys + i * sc, r));
       V::transpose_block(a, V::N, t, V::N);
       for (index_t j = 0; j < r; ++j) V::store(ts + j * nbn_, V::load(t + j * V::N));
     }
