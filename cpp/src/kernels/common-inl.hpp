@@ -85,6 +85,15 @@ inline void steady_range(const AxisGeometry& a, index_t overread, index_t& lo, i
   if (hi < lo) hi = lo;
 }
 
+// Prefetches elements [from, min(to, size)) of a, a cache line at a time (no pointer
+// is formed past the array).
+template <class T>
+inline void prefetch_elements(const T* a, index_t from, index_t to, index_t size) {
+  const char* p = reinterpret_cast<const char*>(a);
+  const index_t end = imin(to, size) * index_t(sizeof(T));
+  for (index_t b = from * index_t(sizeof(T)); b < end; b += 64) __builtin_prefetch(p + b, 0, 3);
+}
+
 // A stride-2 vector load reads one element past its last lane.
 inline index_t strided_overread(index_t stride) { return stride == 2 ? 1 : 0; }
 
