@@ -5,10 +5,11 @@
 // a zero fill then compare-routing over every tap), and that overhead dominated here.
 //
 // A work item is a run of vectors of lanes (channels_last channel blocks of one sample,
-// channels_first groups of N planes), copied pixel-major once: channels_last reads a
-// pixel's blocks as one run of memory (scanning them in place, C apart, would map a
-// plane's pixels to a few cache sets when C is a power of two). kChunk blocks share
-// every bin's geometry, so their scans run as independent dependency chains. A level's
+// channels_first groups of N planes, copied pixel-major through block transposes),
+// taken kChunk blocks at a time: the chunk's blocks share every bin's geometry, so
+// their scans run as independent dependency chains, and a channels_last chunk's four
+// vectors of a pixel are one 256-byte run of x, scanned in place (a pixel-major copy
+// was a phase waiting on memory: 17-27% slower end to end). A level's
 // bins are scanned from the taps, or, where positions are tracked (indices, backward),
 // a pyramid's coarse level merges a finer level's maxima. The backward then writes
 // every element of the gradient once, as the sum over the bins covering its pixel of
@@ -141,14 +142,14 @@ struct Plan {
 };
 
 // Maximum (and, when kIdx, its flat plane position) of the bin of rows [h0, h0 + nh),
-// columns [w0, w0 + nw), for U blocks of lanes: pixel q of block k at src[k] + q*N.
+// columns [w0, w0 + nw), for U blocks of lanes: pixel q of block k at src[k] + q*ps.
 template <int U, bool kIdx, class T>
-inline void scan(const T* const* src, index_t W, index_t h0, index_t nh, index_t w0, index_t nw, Vec<T>* best,
-                 Vec<T>* pos) {
+inline void scan(const T* const* src, index_t ps, index_t W, index_t h0, index_t nh, index_t w0, index_t nw,
+                 Vec<T>* best, Vec<T>* pos) {
   using V = Vec<T>;
   const index_t q0 = h0 * W + w0;
   for (int k = 0; k < U; ++k) {
-    best[k] = V::load(src[k] + q0 * V::N);
+    best[k] = V::load(src[k] + q0 * ps);
     if (kIdx) pos[k] = V::set1(T(q0));
   }
   for (index_t i = 0; i < nh; ++i)
@@ -156,7 +157,7 @@ inline void scan(const T* const* src, index_t W, index_t h0, index_t nh, index_t
       const index_t q = q0 + i * W + j;
       const V qv = V::set1(T(q));
       for (int k = 0; k < U; ++k) {
-        const V v = V::load(src[k] + q * V::N);
+        const V v = V::load(src[k] + q * ps);
         const typename V::M m = V::gt_or_nan(v, best[k]);
         best[k] = V::select(m, v, best[k]);
         if (kIdx) pos[k] = V::select(m, qv, pos[k]);
@@ -170,7 +171,7 @@ inline void scan(const T* const* src, index_t W, index_t h0, index_t nh, index_t
 // over positions (the larger value, the earlier position among equal values, the
 // later among NaNs) instead of scanning its taps again.
 template <int U, bool kIdx, class T>
-void scan_levels(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const T* const* src, T* val, T* pos) {
+void scan_levels(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const T* const* src, index_t ps, T* val, T* pos) {
   using V = Vec<T>;
   constexpr index_t S = Plan<T>::kBinStride;
   const index_t W = lv[0].axis[2].in;
@@ -181,7 +182,7 @@ void scan_levels(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const T* cons
       for (index_t ow = 0; ow < aw.out; ++ow) {
         V best[U], at[U];
         if (f < 0) {
-          scan<U, kIdx>(src, W, ah.first[oh], ah.count[oh], aw.first[ow], aw.count[ow], best, at);
+          scan<U, kIdx>(src, ps, W, ah.first[oh], ah.count[oh], aw.first[ow], aw.count[ow], best, at);
         } else {
           const index_t* const* rg = pl.pyr.range + l * 6;
           const index_t FW = lv[f].axis[2].out;
@@ -276,8 +277,11 @@ struct Item {
   static constexpr index_t S = Plan<T>::kBinStride;
   Unit<T> unit[kMaxItem];
   T *copy[kMaxItem], *val[kMaxItem / kChunk], *pos[kMaxItem / kChunk];
-  T *tile, *ptile;        // one block's bins as a level's staging tile: (bin, lane)
-  int n = 0, direct = 0;  // blocks; the leading ones are whole vectors of channels_last
+  const T* src[kMaxItem];  // what the scans read: block k's pixel q at src[k] + q*ps(k)
+  T *tile, *ptile;         // one block's bins as a level's staging tile: (bin, lane)
+  int n = 0, direct = 0;   // blocks; the leading ones are whole vectors of channels_last
+  int placed = 0;          // blocks [0, placed) are scanned in place (whole chunks)
+  index_t C = 1;
 
   static std::size_t bytes(const Plan<T>& pl) {
     return Scratch::bytes<T>(pl.P * V::N) * std::size_t(pl.item_blocks) +
@@ -293,18 +297,26 @@ struct Item {
     tile = mem.take<T>(pl.total_bins * V::N);
     ptile = mem.take<T>(pl.total_bins * V::N);
   }
+  // Chunks of whole channels_last vectors are scanned where they are (measured faster
+  // than a pixel-major copy, C apart or not: the chunk's four runs of a pixel are one
+  // 256-byte run, and the next item is prefetched); the rest is copied pixel-major.
   void load(const BinProblem& pb, const Plan<T>& pl, index_t it, const T* x) {
     const index_t u0 = it * pl.item_blocks;
     n = int(imin(pl.item_blocks, pl.units - u0));
     direct = 0;
+    C = pb.channels;
     for (int k = 0; k < n; ++k) {
       unit[k] = Unit<T>::make(pb, 1, u0 + k);
       if (unit[k].direct() && direct == k) ++direct;
     }
+    placed = direct == n ? n : direct / kChunk * kChunk;
+    for (int k = 0; k < n; ++k) src[k] = k < placed ? x + unit[k].base : copy[k];
     for (index_t q = 0; q < pl.P; ++q)
-      for (int k = 0; k < direct; ++k) V::store(copy[k] + q * V::N, V::load(x + unit[k].base + q * unit[k].pixel_stride));
+      for (int k = placed; k < direct; ++k)
+        V::store(copy[k] + q * V::N, V::load(x + unit[k].base + q * unit[k].pixel_stride));
     for (int k = direct; k < n; ++k) unit[k].load_pixels(x, 0, pl.P, copy[k]);
   }
+  index_t ps(int k) const { return k < placed ? C : V::N; }
   // Block k's bins from its chunk's array into a (bin, lane) tile.
   void to_tile(const Plan<T>& pl, T* const* a, int k, T* t) const {
     const T* src = a[k / kChunk] + (k % kChunk) * V::N;
@@ -314,7 +326,7 @@ struct Item {
   void scan_all(const Plan<T>& pl, const BinLevel<T>* lv, int nl) {
     for (int k = 0; k < n; k += kChunk)
       with_chunk(n - k, [&](auto U) {
-        scan_levels<decltype(U)::value, kIdx>(pl, lv, nl, copy + k, val[k / kChunk], pos[k / kChunk]);
+        scan_levels<decltype(U)::value, kIdx>(pl, lv, nl, src + k, ps(k), val[k / kChunk], pos[k / kChunk]);
       });
   }
   // The forward's values (and indices) of every block into y.
@@ -380,7 +392,7 @@ struct Item {
       with_chunk(n - k0, [&](auto U) {
         constexpr int u = decltype(U)::value;
         T *v = val[k0 / kChunk], *p = pos[k0 / kChunk];
-        scan_levels<u, true>(pl, lv, nl, copy + k0, v, p);
+        scan_levels<u, true>(pl, lv, nl, src + k0, ps(k0), v, p);
         for (int k = k0; k < k0 + u; ++k) load_grad(pb, pl, lv, nl, k);
         T* dst[u];
         for (index_t q = 0; q < pl.P; ++q) {
