@@ -18,19 +18,9 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _bins
-from ._validate import (
-    Layout,
-    check_bool,
-    check_float_array,
-    check_layout,
-    check_no_overlap,
-    contiguous,
-    draw_seed,
-    output_array,
-)
+from ._validate import check_bool, check_float_array, draw_seed
 from .pooling import IntOrTuple, Padding, _rank_of, _ranked
-from .power_pool import _power_backward, _power_forward, _Spec
+from .power_pool import _check_training_source, _power_backward, _power_forward, _route_backward, _window_spec
 
 __all__ = [
     "max_pool_dropout",
@@ -44,10 +34,6 @@ __all__ = [
 ]
 
 Seed = Union[None, int, np.integer, np.random.Generator]
-
-
-def _spec(rank, kernel_size, stride, padding, dilation, ceil_mode) -> _Spec:
-    return _Spec(True, rank, None, (kernel_size, stride, padding, dilation, ceil_mode), False)
 
 
 def _check_rate(rate: Any) -> float:
@@ -140,7 +126,7 @@ def max_pool_dropout(
 def _dropout(x, rank, rate, kernel_size, stride, padding, dilation, ceil_mode, training, seed, return_indices,
              layout, out):
     rate = _check_rate(rate)
-    spec = _spec(rank, kernel_size, stride, padding, dilation, ceil_mode)
+    spec = _window_spec(rank, kernel_size, stride, padding, dilation, ceil_mode)
     training = check_bool(training, "training")
     return_indices = check_bool(return_indices, "return_indices")
     if not training:
@@ -194,27 +180,12 @@ def max_pool_dropout_backward(
 def _dropout_backward(grad_output, x, rank, rate, kernel_size, stride, padding, dilation, ceil_mode, training,
                       indices, seed, layout, out):
     rate = _check_rate(rate)
-    spec = _spec(rank, kernel_size, stride, padding, dilation, ceil_mode)
-    training = check_bool(training, "training")
-    if not training:
-        if indices is not None or seed is not None:
-            raise ValueError("indices and seed apply to training=True (the inference form drops nothing)")
+    spec = _window_spec(rank, kernel_size, stride, padding, dilation, ceil_mode)
+    if not _check_training_source(training, indices, seed, "drops"):
         return _power_backward(grad_output, x, spec, "dropout_mean", rate, 0.0, layout, out, False)
-    if (indices is None) == (seed is None):
-        raise ValueError("the training backward needs the forward's indices or its int seed (exactly one)")
-    if isinstance(seed, np.random.Generator):
-        raise TypeError("the backward needs the forward's int seed: a Generator has moved on since the forward "
-                        "(pass the forward's indices instead)")
     if seed is not None:
         return _power_backward(grad_output, x, spec, "dropout", rate, 0.0, layout, out, False, draw_seed(seed))
-    lay = Layout(x.ndim, rank, check_layout(layout), "x")
-    grid = spec.grid(lay, x.shape)
-    g = contiguous(_bins.check_grad(grad_output, grid.shape, x.dtype))
-    idx_c = contiguous(_bins.check_indices(indices, grid.shape))
-    gx = output_array(out, x.shape, x.dtype)
-    check_no_overlap(gx, "out", x, g, idx_c)
-    _bins.route_to_indices(g, idx_c, gx, lay, grid.out_spatial, grid.spatial, skip_minus_one=True)
-    return gx
+    return _route_backward(grad_output, x, spec, rank, layout, out, indices, skip_minus_one=True)
 
 
 def _dropout_fixed(rank, x, rate, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, training=True,

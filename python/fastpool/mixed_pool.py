@@ -14,7 +14,7 @@ import numpy as np
 
 from ._validate import check_float_array
 from .pooling import IntOrTuple, Padding, _rank_of, _ranked
-from .power_pool import _power_backward, _power_forward, _Spec
+from .power_pool import _power_backward, _power_forward, _Spec, _window_spec
 
 __all__ = [
     "mixed_pool",
@@ -34,7 +34,7 @@ def _spec(rank, kernel_size, stride, padding, dilation, ceil_mode, count_include
     if count_include_pad is not None and not isinstance(count_include_pad, (bool, np.bool_)):
         raise TypeError(f"count_include_pad must be a bool or None, got {count_include_pad!r}")
     cip = None if count_include_pad is None else bool(count_include_pad)
-    return _Spec(True, rank, None, (kernel_size, stride, padding, dilation, ceil_mode), cip)
+    return _window_spec(rank, kernel_size, stride, padding, dilation, ceil_mode, cip)
 
 
 def mixed_pool(

@@ -74,6 +74,11 @@ class _Spec:
         return _bins.Grid(layout, shape, (1,) * self.rank, self.keepdims)
 
 
+def _window_spec(rank, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad=False) -> _Spec:
+    """The grid of a windowed reduction over a pooling window's taps."""
+    return _Spec(True, rank, None, (kernel_size, stride, padding, dilation, ceil_mode), count_include_pad)
+
+
 def _gem_spec(x_ndim, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, rank, keepdims):
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
     keepdims = check_bool(keepdims, "keepdims")
@@ -88,7 +93,7 @@ def _gem_spec(x_ndim, kernel_size, stride, padding, dilation, ceil_mode, count_i
         raise ValueError(f"rank={rank!r} disagrees with kernel_size={kernel_size!r}")
     if keepdims:
         raise ValueError("keepdims applies to global GeM (kernel_size=None) only")
-    return _Spec(True, win_rank, None, (kernel_size, stride, padding, dilation, ceil_mode), count_include_pad)
+    return _window_spec(win_rank, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad)
 
 
 def _param(op, p, channels, dtype):
@@ -178,7 +183,7 @@ def lp_pool(
 
 
 def _lp(x, rank, p, kernel_size, stride, padding, dilation, ceil_mode, layout, out):
-    spec = _Spec(True, rank, None, (kernel_size, stride, padding, dilation, ceil_mode), False)
+    spec = _window_spec(rank, kernel_size, stride, padding, dilation, ceil_mode)
     if np.ndim(p) != 0:
         raise TypeError(f"lp_pool's p must be a scalar, got {p!r}")
     return _power_forward(x, spec, "lp", p, 0.0, layout, out)
@@ -213,10 +218,41 @@ def lp_pool_backward(
 
 
 def _lp_backward(grad_output, x, rank, p, kernel_size, stride, padding, dilation, ceil_mode, layout, out):
-    spec = _Spec(True, rank, None, (kernel_size, stride, padding, dilation, ceil_mode), False)
+    spec = _window_spec(rank, kernel_size, stride, padding, dilation, ceil_mode)
     if np.ndim(p) != 0:
         raise TypeError(f"lp_pool_backward's p must be a scalar, got {p!r}")
     return _power_backward(grad_output, x, spec, "lp", p, 0.0, layout, out, False)
+
+
+def _check_training_source(training, indices, seed, inference: str) -> bool:
+    """Whether a stochastic reduction's backward is the training one; that one takes its
+    taps from the forward's indices or its int seed (exactly one). ``inference``: what
+    the inference form does not do ("draws", "drops")."""
+    if not check_bool(training, "training"):
+        if indices is not None or seed is not None:
+            raise ValueError(f"indices and seed apply to training=True (the inference form {inference} nothing)")
+        return False
+    if (indices is None) == (seed is None):
+        raise ValueError("the training backward needs the forward's indices or its int seed (exactly one)")
+    if isinstance(seed, np.random.Generator):
+        raise TypeError("the backward needs the forward's int seed: a Generator has moved on since the forward "
+                        "(pass the forward's indices instead)")
+    return True
+
+
+def _route_backward(grad_output, x, spec: _Spec, rank, layout, out, indices, skip_minus_one=False):
+    """grad_output added at the positions of ``indices`` (an array, or a function of no
+    arguments giving it, called once grad_output is checked); -1 skipped if asked."""
+    lay = Layout(x.ndim, rank, check_layout(layout), "x")
+    grid = spec.grid(lay, x.shape)
+    g = contiguous(_bins.check_grad(grad_output, grid.shape, x.dtype))
+    if callable(indices):
+        indices = indices()
+    idx_c = contiguous(_bins.check_indices(indices, grid.shape))
+    gx = output_array(out, x.shape, x.dtype)
+    check_no_overlap(gx, "out", x, g, idx_c)
+    _bins.route_to_indices(g, idx_c, gx, lay, grid.out_spatial, grid.spatial, skip_minus_one=skip_minus_one)
+    return gx
 
 
 def _lp_fixed(rank, x, p, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._validate import check_float_array
 from .pooling import IntOrTuple, Padding, _rank_of, _ranked
-from .power_pool import _power_backward, _power_forward, _Spec
+from .power_pool import _power_backward, _power_forward, _window_spec
 
 __all__ = [
     "soft_pool",
@@ -27,10 +27,6 @@ __all__ = [
     "soft_pool2d_backward",
     "soft_pool3d_backward",
 ]
-
-
-def _spec(rank, kernel_size, stride, padding, dilation, ceil_mode) -> _Spec:
-    return _Spec(True, rank, None, (kernel_size, stride, padding, dilation, ceil_mode), False)
 
 
 def soft_pool(
@@ -69,7 +65,7 @@ def soft_pool(
 
 
 def _soft(x, rank, kernel_size, stride, padding, dilation, ceil_mode, layout, out):
-    return _power_forward(x, _spec(rank, kernel_size, stride, padding, dilation, ceil_mode), "soft", 1.0, 0.0,
+    return _power_forward(x, _window_spec(rank, kernel_size, stride, padding, dilation, ceil_mode), "soft", 1.0, 0.0,
                           layout, out)
 
 
@@ -102,7 +98,7 @@ def soft_pool_backward(
 
 
 def _soft_backward(grad_output, x, rank, kernel_size, stride, padding, dilation, ceil_mode, layout, out):
-    return _power_backward(grad_output, x, _spec(rank, kernel_size, stride, padding, dilation, ceil_mode), "soft",
+    return _power_backward(grad_output, x, _window_spec(rank, kernel_size, stride, padding, dilation, ceil_mode), "soft",
                            1.0, 0.0, layout, out, False)
 
 
