@@ -10,9 +10,10 @@
 // their scans run as independent dependency chains, and a channels_last chunk's four
 // vectors of a pixel are one 256-byte run of x, scanned in place (a pixel-major copy
 // was a phase waiting on memory: 17-27% slower end to end). A level's
-// bins are scanned from the taps, or, where positions are tracked (indices, backward),
-// a pyramid's coarse level merges a finer level's maxima. The backward then writes
-// every element of the gradient once, as the sum over the bins covering its pixel of
+// bins are scanned from the taps, or a pyramid's coarse level merges a finer level's
+// maxima (with positions, by the scan rule over them; values alone, exact in any order
+// but for a zero or NaN maximum, which is taken from the taps again). The backward
+// then writes every element of the gradient once, as the sum over the bins covering its pixel of
 // the bin's gradient where the pixel is its argmax (a compare per covering bin: a
 // scalar scatter of each lane's gradient cost more than the rest of the backward).
 //
@@ -39,16 +40,10 @@ constexpr index_t kMaxPlane = 1024;                      // larger planes take t
 
 // Whether every level is a grid of adaptive (monotone) bins over a 2-D or 1-D plane
 // small enough for the per-item copies; the backward also needs no given indices.
-// The forward's values are exact whichever kernel runs; a channels_last pyramid
-// without indices is faster in the general kernels, which merge coarse levels from a
-// finer one's maxima. The backward runs here for both layouts, so a pixel's gradient
-// sums in one order.
+// The backward runs here for both layouts, so a pixel's gradient sums in one order.
 template <class T>
 bool applies(const BinProblem& pb, BinReduce op, const BinLevel<T>* lv, int nl, bool backward) {
   if (op != BinReduce::max || nl < 1 || pb.in[0] != 1 || pb.plane() > kMaxPlane) return false;
-  bool indices = false;
-  for (int l = 0; l < nl; ++l) indices = indices || lv[l].indices;
-  if (!backward && pb.channels_last && nl > 1 && !indices) return false;
   for (int l = 0; l < nl; ++l) {
     if (backward && lv[l].given_indices) return false;
     if (lv[l].axis[0].out != 1) return false;
@@ -176,7 +171,7 @@ void scan_levels(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const T* cons
   constexpr index_t S = Plan<T>::kBinStride;
   const index_t W = lv[0].axis[2].in;
   for (int oi = 0; oi < nl; ++oi) {
-    const int l = pl.pyr.order[oi], f = kIdx ? pl.pyr.source[l] : -1;
+    const int l = pl.pyr.order[oi], f = pl.pyr.source[l];
     const BinAxis &ah = lv[l].axis[1], &aw = lv[l].axis[2];
     for (index_t oh = 0; oh < ah.out; ++oh)
       for (index_t ow = 0; ow < aw.out; ++ow) {
@@ -189,18 +184,30 @@ void scan_levels(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const T* cons
           const index_t f0 = (pl.boff[f] + rg[2][oh] * FW + rg[4][ow]) * S;
           for (int k = 0; k < U; ++k) {  // from the first fine bin (merging it again changes nothing)
             best[k] = V::load(val + f0 + k * V::N);
-            at[k] = V::load(pos + f0 + k * V::N);
+            if (kIdx) at[k] = V::load(pos + f0 + k * V::N);
           }
           for (index_t fh = rg[2][oh]; fh < rg[3][oh]; ++fh)
             for (index_t fw = rg[4][ow]; fw < rg[5][ow]; ++fw) {
               const index_t fb = (pl.boff[f] + fh * FW + fw) * S;
               for (int k = 0; k < U; ++k) {
-                const V v2 = V::load(val + fb + k * V::N), q2 = V::load(pos + fb + k * V::N);
+                const V v2 = V::load(val + fb + k * V::N);
+                if (!kIdx) {
+                  best[k] = V::max_nan(best[k], v2);
+                  continue;
+                }
+                const V q2 = V::load(pos + fb + k * V::N);
                 const typename V::M win = merge_wins(best[k], v2, V::lt(q2, at[k]));
                 best[k] = V::select(win, v2, best[k]);
                 at[k] = V::select(win, q2, at[k]);
               }
             }
+          if (!kIdx) {
+            // values alone: exact in any order, but for a maximum that is a zero or a NaN,
+            // where the scan rule picks one of equal values by position: from the taps
+            typename V::M inexact = V::is_nan(V::zero());
+            for (int k = 0; k < U; ++k) inexact = V::m_or(inexact, V::m_or(V::is_nan(best[k]), V::eq(best[k], V::zero())));
+            if (V::any(inexact)) scan<U, false>(src, ps, W, ah.first[oh], ah.count[oh], aw.first[ow], aw.count[ow], best, at);
+          }
         }
         const index_t b = (pl.boff[l] + oh * aw.out + ow) * S;
         for (int k = 0; k < U; ++k) {
@@ -323,15 +330,17 @@ struct Item {
     for (index_t b = 0; b < pl.total_bins; ++b) V::store(t + b * V::N, V::load(src + b * S));
   }
   template <bool kIdx>
-  void scan_all(const Plan<T>& pl, const BinLevel<T>* lv, int nl) {
+  void scan_all(const Plan<T>& pl, const BinLevel<T>* lv, int nl, const Ahead<T>& ahead) {
     for (int k = 0; k < n; k += kChunk)
       with_chunk(n - k, [&](auto U) {
+        for (index_t q = 0; q < pl.P; ++q) ahead.fetch(q, k, decltype(U)::value);
         scan_levels<decltype(U)::value, kIdx>(pl, lv, nl, src + k, ps(k), val[k / kChunk], pos[k / kChunk]);
       });
   }
   // The forward's values (and indices) of every block into y.
   void emit(const BinProblem& pb, const Plan<T>& pl, const BinLevel<T>* lv, int nl, bool idx) const {
     for (int k = 0; k < n; ++k) {
+      if (!idx && emit_rows(pb, pl, lv, nl, k)) continue;
       to_tile(pl, val, k, tile);
       if (idx) to_tile(pl, pos, k, ptile);
       for (int l = 0; l < nl; ++l) {
@@ -354,27 +363,62 @@ struct Item {
       }
     }
   }
+  // Where block k's lanes are N adjacent channels of one sample: level l's values of
+  // lane i at rows + i*stride_c + bin, when the level's bins are contiguous (a
+  // pyramid's C x bins rows); else null.
+  const T* level_rows(const BinProblem& pb, const BinLevel<T>& L, const T* a, int k) const {
+    const Unit<T>& un = unit[k];
+    const index_t n0 = un.plane0 / pb.channels, c0 = un.plane0 % pb.channels;
+    const index_t OH = L.axis[1].out, OW = L.axis[2].out;
+    if (un.lanes != V::N || c0 + V::N > pb.channels || (OW > 1 && L.stride[2] != 1) || (OH > 1 && L.stride[1] != OW))
+      return nullptr;
+    return a + n0 * L.stride_n + c0 * L.stride_c;
+  }
+  // The forward's values of block k straight from the chunk's layout into y by N x N
+  // transposes (a level of fewer bins than lanes: one padded transpose, masked
+  // stores), when level_rows allows; false (nothing written) otherwise.
+  bool emit_rows(const BinProblem& pb, const Plan<T>& pl, const BinLevel<T>* lv, int nl, int k) const {
+    for (int l = 0; l < nl; ++l)
+      if (!level_rows(pb, lv[l], lv[l].y, k)) return false;
+    const T* src = val[k / kChunk] + (k % kChunk) * V::N;
+    for (int l = 0; l < nl; ++l) {
+      const BinLevel<T>& L = lv[l];
+      const index_t bins = L.bins(), sc = L.stride_c;
+      T* y = const_cast<T*>(level_rows(pb, L, L.y, k));
+      const T* d = src + pl.boff[l] * S;
+      index_t b = 0;
+      for (; b + V::N <= bins; b += V::N) V::transpose_block(d + b * S, S, y + b, sc);
+      const index_t r = bins - b;
+      if (r == 0) continue;
+      if (r == 1 && sc == 1) {  // one bin, lanes adjacent in y
+        V::store(y + b, V::load(d + b * S));
+        continue;
+      }
+      alignas(64) T a[V::N * V::N] = {};
+      alignas(64) T t[V::N * V::N];
+      for (index_t j = 0; j < r; ++j) V::store(a + j * V::N, V::load(d + (b + j) * S));
+      V::transpose_block(a, V::N, t, V::N);
+      for (index_t i = 0; i < V::N; ++i) V::store_n(y + b + i * sc, V::load(t + i * V::N), r);
+    }
+    return true;
+  }
   // The bins' gradients of block k in place of its values. Where its lanes are N
   // adjacent channels of one sample and a level's bins are contiguous (a pyramid's
   // C x bins rows), they move by N x N transposes and strided loads, straight into
   // the chunk's layout; elsewhere through the level's staging tile.
   void load_grad(const BinProblem& pb, const Plan<T>& pl, const BinLevel<T>* lv, int nl, int k) {
-    const Unit<T>& un = unit[k];
-    const index_t n0 = un.plane0 / pb.channels, c0 = un.plane0 % pb.channels;
-    const bool adjacent = un.lanes == V::N && c0 + V::N <= pb.channels;
     T* dst = val[k / kChunk] + (k % kChunk) * V::N;
     for (int l = 0; l < nl; ++l) {
       const BinLevel<T>& L = lv[l];
       const index_t OH = L.axis[1].out, OW = L.axis[2].out, bins = OH * OW;
       T* d = dst + pl.boff[l] * S;
-      if (adjacent && (OW == 1 || L.stride[2] == 1) && (OH == 1 || L.stride[1] == OW)) {
-        const T* g = L.grad_y + n0 * L.stride_n + c0 * L.stride_c;
+      if (const T* g = level_rows(pb, L, L.grad_y, k)) {
         index_t b = 0;
         for (; b + V::N <= bins; b += V::N) V::transpose_block(g + b, L.stride_c, d + b * S, S);
         for (; b < bins; ++b) V::store(d + b * S, V::load_strided(g + b, L.stride_c));
         continue;
       }
-      const LevelIO<T> io(pb, un, L, tile, bins * V::N);
+      const LevelIO<T> io(pb, unit[k], L, tile, bins * V::N);
       io.load_all(L.grad_y);
       for (index_t oh = 0; oh < OH; ++oh)
         for (index_t ow = 0; ow < OW; ++ow) {
@@ -420,10 +464,11 @@ void forward(const T* x, const BinProblem& pb, const BinLevel<T>* lv, int nl, in
     Item<T> item(mem, pl);
     for (index_t it = i0; it < i1; ++it) {
       item.load(pb, pl, it, x);
+      const Ahead<T> ahead(pb, pl, it + 1 < i1 ? it + 1 : pl.items, x);
       if (idx)
-        item.template scan_all<true>(pl, lv, nl);
+        item.template scan_all<true>(pl, lv, nl, ahead);
       else
-        item.template scan_all<false>(pl, lv, nl);
+        item.template scan_all<false>(pl, lv, nl, ahead);
       item.emit(pb, pl, lv, nl, idx);
     }
   });
