@@ -415,7 +415,16 @@ struct Item {
       if (const T* g = level_rows(pb, L, L.grad_y, k)) {
         index_t b = 0;
         for (; b + V::N <= bins; b += V::N) V::transpose_block(g + b, L.stride_c, d + b * S, S);
-        for (; b < bins; ++b) V::store(d + b * S, V::load_strided(g + b, L.stride_c));
+        const index_t r = bins - b, sc = L.stride_c;
+        if (r == 1 && sc == 1) {  // one bin, lanes adjacent in grad_y
+          V::store(d + b * S, V::load(g + b));
+        } else if (r > 0) {  // masked loads: nothing past the last lane's bins is read
+          alignas(64) T a[V::N * V::N];
+          alignas(64) T t[V::N * V::N];
+          for (index_t i = 0; i < V::N; ++i) V::store(a + i * V::N, V::load_n(g + b + i * sc, r));
+          V::transpose_block(a, V::N, t, V::N);
+          for (index_t j = 0; j < r; ++j) V::store(d + (b + j) * S, V::load(t + j * V::N));
+        }
         continue;
       }
       const LevelIO<T> io(pb, unit[k], L, tile, bins * V::N);
