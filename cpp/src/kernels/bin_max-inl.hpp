@@ -375,8 +375,7 @@ struct Item {
     return a + n0 * L.stride_n + c0 * L.stride_c;
   }
   // The forward's values of block k straight from the chunk's layout into y by N x N
-  // transposes (a level of fewer bins than lanes: one padded transpose, masked
-  // stores), when level_rows allows; false (nothing written) otherwise.
+  // transposes, when level_rows allows; false (nothing written) otherwise.
   bool emit_rows(const BinProblem& pb, const Plan<T>& pl, const BinLevel<T>* lv, int nl, int k) const {
     for (int l = 0; l < nl; ++l)
       if (!level_rows(pb, lv[l], lv[l].y, k)) return false;
@@ -394,11 +393,7 @@ struct Item {
         V::store(y + b, V::load(d + b * S));
         continue;
       }
-      alignas(64) T a[V::N * V::N] = {};
-      alignas(64) T t[V::N * V::N];
-      for (index_t j = 0; j < r; ++j) V::store(a + j * V::N, V::load(d + (b + j) * S));
-      V::transpose_block(a, V::N, t, V::N);
-      for (index_t i = 0; i < V::N; ++i) V::store_n(y + b + i * sc, V::load(t + i * V::N), r);
+      bins::transpose_narrow(d + b * S, S, r, y + b, sc);
     }
     return true;
   }
@@ -418,12 +413,8 @@ struct Item {
         const index_t r = bins - b, sc = L.stride_c;
         if (r == 1 && sc == 1) {  // one bin, lanes adjacent in grad_y
           V::store(d + b * S, V::load(g + b));
-        } else if (r > 0) {  // masked loads: nothing past the last lane's bins is read
-          alignas(64) T a[V::N * V::N];
-          alignas(64) T t[V::N * V::N];
-          for (index_t i = 0; i < V::N; ++i) V::store(a + i * V::N, V::load_n(g + b + i * sc, r));
-          V::transpose_block(a, V::N, t, V::N);
-          for (index_t j = 0; j < r; ++j) V::store(d + (b + j) * S, V::load(t + j * V::N));
+        } else if (r > 0) {
+          bins::transpose_wide(g + b, sc, r, d + b * S, S);
         }
         continue;
       }

@@ -254,6 +254,30 @@ inline index_t level_offset(const index_t* stride, index_t od, index_t oh, index
   return od * stride[0] + oh * stride[1] + ow * stride[2];
 }
 
+// r < N rows of N lanes (ss apart) as N rows of r (ds apart), and the way back: one
+// N x N transpose of a zero-padded block, masked loads or stores on the narrow side,
+// so a level of fewer bins than lanes (a pyramid's 2 x 2) moves without a branch per
+// element and nothing past the narrow rows is touched.
+template <class T>
+inline void transpose_narrow(const T* src, index_t ss, index_t r, T* dst, index_t ds) {
+  using V = Vec<T>;
+  alignas(64) T a[V::N * V::N] = {};
+  alignas(64) T t[V::N * V::N];
+  for (index_t j = 0; j < r; ++j) V::store(a + j * V::N, V::load(src + j * ss));
+  V::transpose_block(a, V::N, t, V::N);
+  for (index_t i = 0; i < V::N; ++i) V::store_n(dst + i * ds, V::load(t + i * V::N), r);
+}
+
+template <class T>
+inline void transpose_wide(const T* src, index_t ss, index_t r, T* dst, index_t ds) {
+  using V = Vec<T>;
+  alignas(64) T a[V::N * V::N];
+  alignas(64) T t[V::N * V::N];
+  for (index_t i = 0; i < V::N; ++i) V::store(a + i * V::N, V::load_n(src + i * ss, r));
+  V::transpose_block(a, V::N, t, V::N);
+  for (index_t j = 0; j < r; ++j) V::store(dst + j * ds, V::load(t + j * V::N));
+}
+
 // One level's values for one unit by (bin, block): the forward output or the
 // backward grad_y. In place when the unit's lanes are adjacent in memory (vector
 // loads and stores); otherwise staged in a bin-major tile that moves with N x N
@@ -326,24 +350,14 @@ class LevelIO {
       }
     }
   }
-  // Bins [q0, q0 + r), r < N, of block b (evenly spaced lanes): one N x N transpose
-  // of a zero-padded block, so a level of fewer bins than lanes (a pyramid's 2 x 2)
-  // moves without a division or a branch per element.
+  // Bins [q0, q0 + r), r < N, of block b (evenly spaced lanes).
   void move_tail(T* y, index_t b, index_t q0, index_t r, bool out) const {
-    alignas(64) T a[V::N * V::N] = {};
-    alignas(64) T t[V::N * V::N];
     T* ys = y + lo_.off[0] + b * lo_.block_step + q0;
     T* ts = tile_ + q0 * nbn_ + b * V::N;
-    const index_t sc = lv_.stride_c;
-    if (out) {
-      for (index_t j = 0; j < r; ++j) V::store(a + j * V::N, V::load(ts + j * nbn_));
-      V::transpose_block(a, V::N, t, V::N);
-      for (index_t i = 0; i < V::N; ++i) V::store_n(ys + i * sc, V::load(t + i * V::N), r);
-    } else {
-      for (index_t i = 0; i < V::N; ++i) V::store(a + i * V::N, V::load_n(ys + i * sc, r));
-      V::transpose_block(a, V::N, t, V::N);
-      for (index_t j = 0; j < r; ++j) V::store(ts + j * nbn_, V::load(t + j * V::N));
-    }
+    if (out)
+      transpose_narrow(ts, nbn_, r, ys, lv_.stride_c);
+    else
+      transpose_wide(ys, lv_.stride_c, r, ts, nbn_);
   }
   LaneOffsets<T> lo_;
   const Unit<T>& u_;
